@@ -1,0 +1,204 @@
+package api
+
+import (
+	"time"
+
+	"github.com/lumos-mesh/lumos/state"
+)
+
+// Version is the API version prefix.
+const Version = "v1"
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail carries a stable code, the field at fault (if any) and a
+// human-readable one-line message.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// Extra error codes used only by the API (the rest come from state).
+const (
+	CodeTooLarge    = "too_large"
+	CodeMethod      = "method_not_allowed"
+	CodeRateLimited = "rate_limited"
+)
+
+// HeaderForwarded marks a request that a follower forwarded to the leader;
+// its value is the forwarding node's name. A non-leader that receives such a
+// request refuses it instead of forwarding again, so requests never loop.
+const HeaderForwarded = "X-Lumos-Forwarded"
+
+// HealthResponse is the body of GET /v1/health.
+type HealthResponse struct {
+	Status string `json:"status"`
+	Node   string `json:"node"`
+}
+
+// Server statuses as users see them.
+const (
+	StatusOnline         = "online"
+	StatusOffline        = "offline"
+	StatusError          = "error"
+	StatusDecommissioned = "decommissioned"
+)
+
+// ServerInfo is a server as the API shows it: the replicated record joined
+// with what gossip says about its node.
+type ServerInfo struct {
+	ID               string     `json:"id"`
+	Name             string     `json:"name"`
+	Status           string     `json:"status"`
+	TokenPrefix      string     `json:"token_prefix"`
+	CreatedAt        time.Time  `json:"created_at"`
+	NodeName         string     `json:"node_name,omitempty"`
+	IP               string     `json:"ip,omitempty"`
+	RaftAddr         string     `json:"raft_addr,omitempty"`
+	GossipState      string     `json:"gossip_state,omitempty"` // alive, suspect, dead, left, or "" if never seen
+	LastSeen         *time.Time `json:"last_seen,omitempty"`
+	UptimeSeconds    int64      `json:"uptime_seconds,omitempty"`
+	Domains          []string   `json:"domains"`
+	AppliedIndex     uint64     `json:"applied_index"`
+	Current          bool       `json:"current"` // has applied every change that concerns it
+	Health           string     `json:"health,omitempty"`
+	HealthError      string     `json:"health_error,omitempty"`
+	Version          string     `json:"version,omitempty"`
+	Decommissioned   bool       `json:"decommissioned,omitempty"`
+	DecommissionedAt *time.Time `json:"decommissioned_at,omitempty"`
+	NodeRemoved      bool       `json:"node_removed,omitempty"`
+}
+
+// AddServerRequest is the body of POST /v1/servers.
+type AddServerRequest struct {
+	Name string `json:"name"`
+}
+
+// AddServerResponse carries the connection token, shown this once.
+type AddServerResponse struct {
+	Server ServerInfo `json:"server"`
+	Token  string     `json:"token"`
+}
+
+// RenameServerRequest is the body of PATCH /v1/servers/{ref}.
+type RenameServerRequest struct {
+	Name string `json:"name"`
+}
+
+// DecommissionResponse is the answer to POST /v1/servers/{ref}/decommission.
+type DecommissionResponse struct {
+	Server     ServerInfo `json:"server"`
+	Unassigned []string   `json:"unassigned"`
+	Orphaned   []string   `json:"orphaned"` // domains left with no server
+}
+
+// DomainServer is one entry of a domain's ordered server list.
+type DomainServer struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Primary bool   `json:"primary"`
+	Active  bool   `json:"active"` // the server DNS points at
+	Status  string `json:"status"`
+	IP      string `json:"ip,omitempty"`
+}
+
+// DomainInfo is a domain as the API shows it.
+type DomainInfo struct {
+	Name           string         `json:"name"`
+	Origins        []string       `json:"origins"`
+	Mode           string         `json:"mode"`
+	Servers        []DomainServer `json:"servers"`
+	FailoverStatus string         `json:"failover_status"`
+	ActiveServer   string         `json:"active_server,omitempty"`
+	DNS            state.DNS      `json:"dns"`
+	CreatedAt      time.Time      `json:"created_at"`
+	UpdatedAt      time.Time      `json:"updated_at"`
+	Version        uint64         `json:"version"`
+}
+
+// AddDomainRequest is the body of POST /v1/domains.
+type AddDomainRequest struct {
+	Name    string    `json:"name"`
+	Origins []string  `json:"origins"`
+	Mode    string    `json:"mode,omitempty"`
+	DNS     state.DNS `json:"dns,omitempty"`
+	Servers []string  `json:"servers,omitempty"` // server IDs or names, ordered
+}
+
+// AssignRequest is the body of PUT /v1/domains/{name}/servers.
+type AssignRequest struct {
+	Servers []string `json:"servers"` // server IDs or names, ordered: first is primary
+}
+
+// PlanRequest is the body of PUT /v1/plan: "free", "pro", "enterprise" or a number.
+type PlanRequest struct {
+	Plan string `json:"plan"`
+}
+
+// PlanInfo is the plan and its usage.
+type PlanInfo struct {
+	Name  string `json:"name"`
+	Limit int    `json:"limit"`
+	Used  int    `json:"used"`
+}
+
+// NodeInfo describes a control node or any gossip member.
+type NodeInfo struct {
+	Name        string     `json:"name"`
+	Addr        string     `json:"addr"` // gossip IP:PORT
+	RaftAddr    string     `json:"raft_addr,omitempty"`
+	APIAddr     string     `json:"api_addr,omitempty"`
+	GossipState string     `json:"gossip_state"`
+	Suffrage    string     `json:"suffrage,omitempty"` // voter, nonvoter, or "" if not in the raft configuration
+	Leader      bool       `json:"leader,omitempty"`
+	Control     bool       `json:"control,omitempty"`
+	Shield      bool       `json:"shield,omitempty"`
+	ServerID    string     `json:"server_id,omitempty"`
+	Applied     uint64     `json:"applied_index"`
+	LastSeen    *time.Time `json:"last_seen,omitempty"`
+	Version     string     `json:"version,omitempty"`
+}
+
+// StatusResponse is GET /v1/status: the cluster as seen by the answering
+// node.
+type StatusResponse struct {
+	Node         string         `json:"node"`
+	Version      string         `json:"version"`
+	RaftState    string         `json:"raft_state"`
+	Leader       string         `json:"leader"`
+	LeaderAPI    string         `json:"leader_api,omitempty"`
+	Term         uint64         `json:"term"`
+	CommitIndex  uint64         `json:"commit_index"`
+	AppliedIndex uint64         `json:"applied_index"`
+	Nodes        []NodeInfo     `json:"nodes"`
+	Servers      map[string]int `json:"servers"` // count by status
+	Domains      int            `json:"domains"`
+	FailedOver   int            `json:"failed_over"`
+	Plan         PlanInfo       `json:"plan"`
+}
+
+// JoinRequest is what a shield presents to POST /v1/join. The token is the
+// server's connection token; the rest describes the joining node.
+type JoinRequest struct {
+	Token      string `json:"token"`
+	NodeName   string `json:"node_name"`
+	Addr       string `json:"addr"`        // advertise IP
+	GossipAddr string `json:"gossip_addr"` // IP:PORT
+	RaftAddr   string `json:"raft_addr"`   // IP:PORT
+	Version    string `json:"version,omitempty"`
+}
+
+// JoinResponse gives an accepted shield what it needs to enter the mesh.
+// It carries the gossip key, so it is only ever sent to a holder of a valid
+// token.
+type JoinResponse struct {
+	ServerID    string   `json:"server_id"`
+	ServerName  string   `json:"server_name"`
+	GossipKey   string   `json:"gossip_key,omitempty"` // base64; empty when gossip is not encrypted (dev)
+	GossipPeers []string `json:"gossip_peers"`         // control nodes' gossip IP:PORT
+	Profile     string   `json:"profile,omitempty"`    // gossip profile in use
+}

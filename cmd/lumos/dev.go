@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lumos-mesh/lumos/node"
+	"github.com/lumos-mesh/lumos/state"
+)
+
+func defaultDevDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "lumos", "dev")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "lumos", "dev")
+	}
+	return filepath.Join(os.TempDir(), "lumos-dev")
+}
+
+func newDevCmd() *cobra.Command {
+	var (
+		dataDir, httpAddr, bind, raftBind, logLevel string
+		fresh                                       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a one-process cluster (control + shield) on loopback for trying lumos",
+		Long: `Run one lumos process that is both a control node and a shield, on
+loopback, with embedded defaults and no gossip encryption. It prints the API
+address, the admin token and a few commands to try. The admin token is taken
+from LUMOS_ADMIN_TOKEN when set, else a new one is made at every start. State
+is kept in --data-dir between runs (--fresh starts over).`,
+		Example: `  lumos dev
+  lumos dev --fresh --http 127.0.0.1:9070`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if fresh {
+				if err := os.RemoveAll(dataDir); err != nil {
+					return fmt.Errorf("--fresh: %w", err)
+				}
+			}
+			cfg := node.DevConfig(dataDir)
+			cfg.HTTPAddr, cfg.BindAddr, cfg.RaftBind = httpAddr, bind, raftBind
+			cfg.Version = version
+			tok := strings.TrimSpace(os.Getenv("LUMOS_ADMIN_TOKEN"))
+			generated := tok == ""
+			if generated {
+				t, err := newAdminToken()
+				if err != nil {
+					return err
+				}
+				tok = t
+			}
+			cfg.AdminTokenHash = state.HashToken(tok)
+			l, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = l
+			out := cmd.OutOrStdout()
+			return runNode(cmd, cfg, func(n *node.Node) {
+				fmt.Fprintf(out, "\nlumos dev is running (control + shield %q, data in %s)\n\n", n.Name(), dataDir)
+				fmt.Fprintf(out, "  API:          %s\n", n.APIURL())
+				if generated {
+					fmt.Fprintf(out, "  admin token:  %s   (new at every start; set LUMOS_ADMIN_TOKEN to keep one)\n", tok)
+				} else {
+					fmt.Fprintf(out, "  admin token:  from LUMOS_ADMIN_TOKEN\n")
+				}
+				fmt.Fprintf(out, "\nTry, in another terminal:\n\n")
+				fmt.Fprintf(out, "  export LUMOS_ADDR=%s\n", n.APIURL())
+				if generated {
+					fmt.Fprintf(out, "  export LUMOS_ADMIN_TOKEN=%s\n", tok)
+				}
+				fmt.Fprintf(out, "  lumos status\n")
+				fmt.Fprintf(out, "  lumos server list\n")
+				fmt.Fprintf(out, "  lumos domain add example.test --origin 127.0.0.1:8080\n")
+				fmt.Fprintf(out, "  lumos domain assign example.test %s\n", n.Name())
+				fmt.Fprintf(out, "  lumos domain show example.test\n\n")
+				fmt.Fprintf(out, "Stop with Ctrl-C.\n\n")
+			})
+		},
+	}
+	dc := node.DevConfig("")
+	fl := cmd.Flags()
+	fl.StringVar(&dataDir, "data-dir", defaultDevDir(), "where the dev node keeps its state")
+	fl.StringVar(&httpAddr, "http", dc.HTTPAddr, "API IP:PORT")
+	fl.StringVar(&bind, "bind", dc.BindAddr, "gossip IP:PORT")
+	fl.StringVar(&raftBind, "raft-bind", dc.RaftBind, "Raft IP:PORT")
+	fl.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	fl.BoolVar(&fresh, "fresh", false, "delete the dev data dir first")
+	return cmd
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lumos-mesh/lumos/api"
+	"github.com/lumos-mesh/lumos/state"
+)
+
+const defaultEventLimit = 50
+
+func (c *cli) eventsCmd() *cobra.Command {
+	var (
+		domain string
+		limit  int
+	)
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Show the event log: failovers, recoveries, server and domain changes",
+		Long: `Show the replicated event log, newest first: servers added, joined,
+down, recovered or in error, domains added, assigned or removed, failovers
+(with the DNS record's old and new IP) and plan changes.
+
+SERVER shows the server's name when it is known, else its ID.`,
+		Example: `  lumos events
+  lumos events --domain example.com
+  lumos events --limit 500 -o json | jq -r '.[] | select(.type=="failover_triggered") | .domain'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 0 {
+				return usageErr(fmt.Errorf("invalid --limit %d: use 0 for all events, or a positive number", limit))
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.reqCtx(cmd)
+			defer cancel()
+			events, err := cl.Events(ctx, domain, limit)
+			if err != nil {
+				return c.apiErr(err)
+			}
+			if c.jsonOut() {
+				return c.printJSON(orEmpty(events))
+			}
+			if len(events) == 0 {
+				if domain != "" {
+					fmt.Fprintf(c.stdout, "No events for %s.\n", domain)
+				} else {
+					fmt.Fprintln(c.stdout, "No events.")
+				}
+				return nil
+			}
+			names := serverNames(ctx, cl)
+			t := newTable(c.stdout, "TIME", "TYPE", "DOMAIN", "SERVER", "FROM->TO", "MESSAGE")
+			for _, e := range events {
+				t.row(c.fmtTime(e.Time), e.Type, e.Domain, serverName(names, e.ServerID), fromTo(e), eventMessage(e))
+			}
+			return t.flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&domain, "domain", "", "only events of this `DOMAIN`")
+	f.IntVar(&limit, "limit", defaultEventLimit, "show at most `N` events (0 for all)")
+	return cmd
+}
+
+// serverNames maps server IDs to names for display. It is best effort: on
+// any error the table shows IDs.
+func serverNames(ctx context.Context, cl *api.Client) map[string]string {
+	servers, err := cl.Servers(ctx)
+	if err != nil {
+		return nil
+	}
+	m := make(map[string]string, len(servers))
+	for _, s := range servers {
+		m[s.ID] = s.Name
+	}
+	return m
+}
+
+func serverName(names map[string]string, id string) string {
+	if n, ok := names[id]; ok && n != "" {
+		return n
+	}
+	return id
+}
+
+func fromTo(e state.Event) string {
+	if e.FromIP == "" && e.ToIP == "" {
+		return "-"
+	}
+	return cell(e.FromIP) + "->" + cell(e.ToIP)
+}
+
+func eventMessage(e state.Event) string {
+	switch {
+	case e.Message != "" && e.Reason != "" && e.Reason != e.Message:
+		return e.Message + " (" + e.Reason + ")"
+	case e.Message != "":
+		return e.Message
+	}
+	return e.Reason
+}

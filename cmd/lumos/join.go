@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lumos-mesh/lumos/mesh"
+	"github.com/lumos-mesh/lumos/node"
+	"github.com/lumos-mesh/lumos/state"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// addNodeCommands adds the commands that run a node: join and dev.
+func addNodeCommands(root *cobra.Command) {
+	root.AddCommand(newJoinCmd(), newDevCmd())
+}
+
+// nodeFlags are the flags shared by join and dev.
+type nodeFlags struct {
+	name, dataDir, bind, advertise, raftBind, httpAddr string
+	gossipKeyFile, adminTokenFile, profile, logLevel   string
+	decommissionGrace                                  time.Duration
+}
+
+func (f *nodeFlags) register(cmd *cobra.Command, defaults *node.Config) {
+	fl := cmd.Flags()
+	host, _ := os.Hostname()
+	fl.StringVar(&f.name, "name", host, "unique node name (also its Raft ID)")
+	fl.StringVar(&f.dataDir, "data-dir", defaults.DataDir, "directory for the node's Raft log, snapshots and identity")
+	fl.StringVar(&f.bind, "bind", defaults.BindAddr, "gossip IP:PORT to listen on")
+	fl.StringVar(&f.advertise, "advertise", "", "IP other members reach this node on (default: the bind IP, or a private IP of this machine)")
+	fl.StringVar(&f.raftBind, "raft-bind", defaults.RaftBind, "Raft IP:PORT to listen on")
+	fl.StringVar(&f.httpAddr, "http", defaults.HTTPAddr, "API IP:PORT to listen on (control nodes)")
+	fl.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file holding the gossip encryption key (make one with 'lumos keygen')")
+	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the admin token, or its hash as 'sha256:HEX' (control nodes)")
+	fl.StringVar(&f.profile, "profile", defaults.Profile, "gossip timing profile: lan, wan or local")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.DurationVar(&f.decommissionGrace, "decommission-grace", node.DefaultDecommissionGrace, "how long a decommissioned shield's node stays in the cluster before the leader removes it")
+}
+
+func (f *nodeFlags) apply(cmd *cobra.Command, cfg *node.Config) error {
+	cfg.Name = f.name
+	cfg.DataDir = f.dataDir
+	cfg.BindAddr = f.bind
+	cfg.AdvertiseIP = f.advertise
+	cfg.RaftBind = f.raftBind
+	cfg.HTTPAddr = f.httpAddr
+	cfg.Profile = f.profile
+	cfg.DecommissionGrace = f.decommissionGrace
+	cfg.Version = version
+	if f.gossipKeyFile != "" {
+		k, err := mesh.ReadKeyFile(f.gossipKeyFile)
+		if err != nil {
+			return fmt.Errorf("--gossip-key-file: %w", err)
+		}
+		cfg.GossipKey = k
+	}
+	if f.adminTokenFile != "" {
+		h, err := readAdminToken(f.adminTokenFile)
+		if err != nil {
+			return err
+		}
+		cfg.AdminTokenHash = h
+	}
+	l, err := newLogger(cmd.ErrOrStderr(), f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = l
+	return nil
+}
+
+// readAdminToken reads an admin token file: the token itself, or its hash
+// written as "sha256:HEX". Only the hash is kept.
+func readAdminToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--admin-token-file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("--admin-token-file %s is empty", path)
+	}
+	if h, ok := strings.CutPrefix(s, "sha256:"); ok {
+		h = strings.ToLower(h)
+		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+			return "", fmt.Errorf("--admin-token-file %s: 'sha256:' must be followed by 64 hex characters", path)
+		}
+		return h, nil
+	}
+	if len(s) < 16 {
+		return "", fmt.Errorf("--admin-token-file %s: the admin token must be at least 16 characters", path)
+	}
+	return state.HashToken(s), nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv})), nil
+}
+
+func newJoinCmd() *cobra.Command {
+	var (
+		nf              nodeFlags
+		control         bool
+		bootstrapExpect int
+		token           string
+	)
+	defaults := node.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "join (--control [--bootstrap-expect N] [PEER...] | --token TOKEN CONTROL_URL)",
+		Short: "Run this machine as a control node or a shield",
+		Long: `Run a lumos node in the foreground until it is stopped (SIGINT/SIGTERM).
+
+A control node (--control) is a Raft voter that serves the HTTP API. Start the
+first cluster with --bootstrap-expect N on each of N control nodes, each given
+the gossip address (IP:PORT) of at least one other as PEER; the cluster
+bootstraps once N of them see each other. A control node started later with
+PEERs and no --bootstrap-expect joins the existing cluster. Every control node
+needs the same --gossip-key-file and --admin-token-file.
+
+A shield presents the connection token that 'lumos server add' printed (from
+--token or LUMOS_TOKEN) to any control node's API (CONTROL_URL), and gets the
+gossip key and peers in return. A shield restarted on the same data dir
+rejoins without the token.`,
+		Example: `  # three control nodes
+  lumos join --control --bootstrap-expect 3 --name c1 --data-dir /var/lib/lumos \
+    --bind 10.0.0.1:7946 --raft-bind 10.0.0.1:7947 --http 10.0.0.1:7070 \
+    --gossip-key-file /etc/lumos/gossip.key --admin-token-file /etc/lumos/admin.token \
+    10.0.0.2:7946 10.0.0.3:7946
+
+  # a shield
+  LUMOS_TOKEN=lmt_... lumos join --name eu-fra-1 --advertise 203.0.113.7 http://10.0.0.1:7070`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := node.DefaultConfig()
+			if err := nf.apply(cmd, cfg); err != nil {
+				return err
+			}
+			if token == "" {
+				token = os.Getenv("LUMOS_TOKEN")
+			}
+			if control {
+				if token != "" {
+					return errors.New("--token is for shields; a control node takes --control")
+				}
+				cfg.Control = true
+				cfg.BootstrapExpect = bootstrapExpect
+				cfg.Peers = args
+			} else {
+				if bootstrapExpect != 0 {
+					return errors.New("--bootstrap-expect needs --control")
+				}
+				if len(args) > 1 {
+					return fmt.Errorf("a shield takes one CONTROL_URL, got %d arguments", len(args))
+				}
+				cfg.Shield = true
+				cfg.Token = token
+				if len(args) == 1 {
+					cfg.ControlURL = args[0]
+				}
+				if !hasIdentity(cfg.DataDir) && (token == "" || cfg.ControlURL == "") {
+					return errors.New("a shield's first join needs --token TOKEN (or LUMOS_TOKEN) and CONTROL_URL; for a control node pass --control")
+				}
+			}
+			return runNode(cmd, cfg, nil)
+		},
+	}
+	nf.register(cmd, defaults)
+	cmd.Flags().BoolVar(&control, "control", false, "run a control node (Raft voter + HTTP API)")
+	cmd.Flags().IntVar(&bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many control nodes see each other")
+	cmd.Flags().StringVar(&token, "token", "", "server connection token for a shield's first join (or LUMOS_TOKEN)")
+	return cmd
+}
+
+func hasIdentity(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "node.json"))
+	return err == nil
+}
+
+// runNode starts a node and waits for a signal or for the node to stop by
+// itself. started, if set, is called once the node is up.
+func runNode(cmd *cobra.Command, cfg *node.Config, started func(*node.Node)) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if started != nil {
+		started(n)
+	}
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("stopping")
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return n.Close(sctx)
+	case <-n.Done():
+		if err := n.StopReason(); err != nil {
+			if errors.Is(err, node.ErrDecommissioned) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "lumos: this server was decommissioned; the node has left the mesh")
+				return nil
+			}
+			return err
+		}
+		return nil
+	}
+}
+
+// newAdminToken returns a random admin token.
+func newAdminToken() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "lma_" + hex.EncodeToString(b), nil
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func (c *cli) planCmd() *cobra.Command {
+	cmd := groupCmd("plan",
+		"Show or set the plan (the limit on servers)",
+		`The plan limits how many servers that are not decommissioned the cluster
+may hold: free 1, pro 5, enterprise 20, or a custom number.`,
+		`  lumos plan show
+  lumos plan set pro
+  lumos plan set 50`)
+	cmd.AddCommand(c.planShowCmd(), c.planSetCmd())
+	return cmd
+}
+
+func (c *cli) planShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "Show the plan and how many servers it allows",
+		Example: `  lumos plan show
+  lumos plan show -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.reqCtx(cmd)
+			defer cancel()
+			p, err := cl.Plan(ctx)
+			if err != nil {
+				return c.apiErr(err)
+			}
+			if c.jsonOut() {
+				return c.printJSON(p)
+			}
+			fmt.Fprintf(c.stdout, "Plan %s\n", planLine(*p))
+			return nil
+		},
+	}
+}
+
+func (c *cli) planSetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set free|pro|enterprise|N",
+		Short: "Change the plan",
+		Long: `Change the plan: free (1 server), pro (5), enterprise (20), or a number
+for a custom limit. A limit below the number of servers in use is refused:
+decommission servers first.`,
+		Example: `  lumos plan set pro
+  lumos plan set enterprise
+  lumos plan set 50`,
+		Args: exactArgs("PLAN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.reqCtx(cmd)
+			defer cancel()
+			p, err := cl.SetPlan(ctx, args[0])
+			if err != nil {
+				return c.apiErr(err)
+			}
+			if c.jsonOut() {
+				return c.printJSON(p)
+			}
+			fmt.Fprintf(c.stdout, "Plan set to %s\n", planLine(*p))
+			return nil
+		},
+	}
+}

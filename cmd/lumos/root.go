@@ -1,0 +1,382 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lumos-mesh/lumos/api"
+)
+
+// Defaults and environment variables of the command line.
+const (
+	defaultAddr    = "http://127.0.0.1:7070"
+	defaultTimeout = 30 * time.Second
+
+	envAddr       = "LUMOS_ADDR"
+	envAdminToken = "LUMOS_ADMIN_TOKEN"
+
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// cli holds what every command shares: where output goes, the environment,
+// the global flags and the hooks tests replace.
+type cli struct {
+	stdout io.Writer
+	stderr io.Writer
+	env    func(string) string
+
+	// Global flags.
+	addr    string
+	output  string
+	timeout time.Duration
+
+	// isTerminal reports whether r is an interactive terminal; confirmation
+	// prompts are only offered when stdin is one.
+	isTerminal func(r io.Reader) bool
+	// now and loc render times; fixed in tests.
+	now func() time.Time
+	loc *time.Location
+}
+
+// newRootCmd builds the whole command tree. Output goes to stdout and
+// stderr; env looks up environment variables (os.Getenv in production).
+func newRootCmd(stdout, stderr io.Writer, env func(string) string) *cobra.Command {
+	return newCLI(stdout, stderr, env).rootCmd()
+}
+
+func newCLI(stdout, stderr io.Writer, env func(string) string) *cli {
+	if env == nil {
+		env = func(string) string { return "" }
+	}
+	return &cli{
+		stdout:     stdout,
+		stderr:     stderr,
+		env:        env,
+		isTerminal: isTerminal,
+		now:        time.Now,
+		loc:        time.Local,
+	}
+}
+
+const rootLong = `lumos runs and manages a self-hosted shield mesh.
+
+Control nodes keep the cluster state in a replicated log and answer the HTTP
+API; shields run HAProxy in front of your origins and receive their
+configuration through that log. When a domain's primary shield dies, the
+leader moves its DNS record to the first healthy secondary within seconds,
+and back when the primary recovers.
+
+The management commands (status, server, domain, events, plan) talk to the
+HTTP API of any control node:
+
+  --addr URL          the API address; default $LUMOS_ADDR, else ` + defaultAddr + `
+  LUMOS_ADMIN_TOKEN   the admin token. It is read from the environment only
+                      (there is deliberately no flag for it), so it never
+                      lands in shell history or process listings.
+
+Exit status: 0 on success, 1 on error, 2 on a usage error (bad flag or
+argument). Errors are one line on stderr, prefixed with "lumos: ".`
+
+const rootExample = `  # A one-machine mesh to try things out
+  lumos dev
+
+  # Manage a cluster from your workstation
+  export LUMOS_ADDR=https://ctl-1.example.net:7070
+  export LUMOS_ADMIN_TOKEN=...        # from the control node's admin token file
+  lumos status
+  lumos server add "edge fra 1"
+  lumos domain add example.com --origin 10.0.0.5:80
+  lumos domain assign example.com "edge fra 1" "edge ams 1"`
+
+func (c *cli) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "lumos",
+		Short:         "Self-hosted shield mesh with DNS failover in seconds",
+		Long:          rootLong,
+		Example:       rootExample,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          unknownSubcommand,
+		RunE:          showHelp,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return c.resolveGlobals(cmd)
+		},
+	}
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageErr(err)
+	})
+
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.addr, "addr", "", "control node API `URL` (default $"+envAddr+", else "+defaultAddr+")")
+	pf.StringVarP(&c.output, "output", "o", outputTable, "output format: table or json")
+	pf.DurationVar(&c.timeout, "timeout", defaultTimeout, "time limit for each API request")
+
+	root.AddCommand(
+		c.statusCmd(),
+		c.serverCmd(),
+		c.domainCmd(),
+		c.eventsCmd(),
+		c.planCmd(),
+		c.keygenCmd(),
+	)
+	addNodeCommands(root)
+	markUsageErrors(root)
+	return root
+}
+
+// resolveGlobals validates the global flags and fills in defaults from the
+// environment.
+func (c *cli) resolveGlobals(cmd *cobra.Command) error {
+	switch strings.ToLower(strings.TrimSpace(c.output)) {
+	case outputTable, "":
+		c.output = outputTable
+	case outputJSON:
+		c.output = outputJSON
+	default:
+		return usageErr(fmt.Errorf("invalid --output %q: use table or json", c.output))
+	}
+	if c.timeout <= 0 {
+		return usageErr(fmt.Errorf("invalid --timeout %s: must be positive", c.timeout))
+	}
+	if f := cmd.Flags().Lookup("addr"); f == nil || !f.Changed {
+		c.addr = strings.TrimSpace(c.env(envAddr))
+	}
+	c.addr = strings.TrimSpace(c.addr)
+	if c.addr == "" {
+		c.addr = defaultAddr
+	}
+	if !strings.Contains(c.addr, "://") {
+		c.addr = "http://" + c.addr
+	}
+	c.addr = strings.TrimRight(c.addr, "/")
+	return nil
+}
+
+// client returns an API client for --addr with the admin token from the
+// environment.
+func (c *cli) client() (*api.Client, error) {
+	cl, err := api.NewClient(c.addr, strings.TrimSpace(c.env(envAdminToken)))
+	if err != nil {
+		return nil, fmt.Errorf("invalid --addr %q: %w", c.addr, err)
+	}
+	return cl, nil
+}
+
+// reqCtx bounds one API exchange by --timeout.
+func (c *cli) reqCtx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// apiErr turns an error from the API client into the one-line reason shown
+// to the user, adding a hint where one helps.
+func (c *cli) apiErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		if ae.StatusCode == 401 && strings.TrimSpace(c.env(envAdminToken)) == "" {
+			return fmt.Errorf("%s (set %s to the cluster's admin token)", ae.Error(), envAdminToken)
+		}
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no answer from %s within %s (raise --timeout, or check --addr / %s)", c.addr, c.timeout, envAddr)
+	}
+	if errors.Is(err, context.Canceled) {
+		return errors.New("interrupted")
+	}
+	return fmt.Errorf("cannot reach lumos at %s (check --addr / %s): %w", c.addr, envAddr, err)
+}
+
+// usageError marks a mistake in how a command was invoked: main prints a
+// pointer to --help after it and exits with status 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usageErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return &usageError{err: err}
+}
+
+// markUsageErrors makes every argument validator in the tree report its
+// failures as usage errors.
+func markUsageErrors(cmd *cobra.Command) {
+	if orig := cmd.Args; orig != nil {
+		cmd.Args = func(cmd *cobra.Command, args []string) error {
+			return usageErr(orig(cmd, args))
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsageErrors(sub)
+	}
+}
+
+// showHelp is the action of commands that only group subcommands.
+func showHelp(cmd *cobra.Command, args []string) error {
+	return cmd.Help()
+}
+
+// unknownSubcommand rejects arguments to a command that only groups
+// subcommands, suggesting the closest one.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+	}
+	return errors.New(msg)
+}
+
+// groupCmd returns a command that only holds subcommands.
+func groupCmd(use, short, long, example string) *cobra.Command {
+	return &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Long:    long,
+		Example: example,
+		Args:    unknownSubcommand,
+		RunE:    showHelp,
+	}
+}
+
+// exactArgs accepts exactly the named positional arguments.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < len(names) {
+			return missingArgs(names[len(args):])
+		}
+		if len(args) > len(names) {
+			return fmt.Errorf("too many arguments (%d, want %d: %s); quote a value that contains spaces",
+				len(args), len(names), strings.Join(names, " "))
+		}
+		for i, a := range args {
+			if strings.TrimSpace(a) == "" {
+				return fmt.Errorf("%s is empty", names[i])
+			}
+		}
+		return nil
+	}
+}
+
+// minArgs accepts the named positional arguments followed by any number of
+// further ones, which take the last name.
+func minArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < len(names) {
+			return missingArgs(names[len(args):])
+		}
+		for i, a := range args {
+			if strings.TrimSpace(a) == "" {
+				n := names[len(names)-1]
+				if i < len(names) {
+					n = names[i]
+				}
+				return fmt.Errorf("%s is empty", n)
+			}
+		}
+		return nil
+	}
+}
+
+func missingArgs(names []string) error {
+	if len(names) == 1 {
+		return fmt.Errorf("missing argument %s", names[0])
+	}
+	return fmt.Errorf("missing arguments %s", strings.Join(names, " "))
+}
+
+// noArgs accepts no positional arguments.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%q takes no arguments (got %q)", cmd.CommandPath(), args[0])
+	}
+	return nil
+}
+
+// confirm asks the user to approve a destructive action. With --yes it
+// returns at once; otherwise stdin must be a terminal, where the user types
+// "yes".
+func (c *cli) confirm(cmd *cobra.Command, yes bool, what, question string) error {
+	if yes {
+		return nil
+	}
+	in := cmd.InOrStdin()
+	if !c.isTerminal(in) {
+		return usageErr(fmt.Errorf("refusing to %s without confirmation: pass --yes", what))
+	}
+	fmt.Fprintf(c.stderr, "%s\nType \"yes\" to continue: ", question)
+	answer, err := readLine(in)
+	if err != nil && answer == "" {
+		fmt.Fprintln(c.stderr)
+		return fmt.Errorf("%s: aborted (no answer)", what)
+	}
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
+		return fmt.Errorf("%s: aborted", what)
+	}
+	return nil
+}
+
+// readLine reads up to a newline one byte at a time, so nothing beyond the
+// answer is consumed from stdin.
+func readLine(r io.Reader) (string, error) {
+	var sb strings.Builder
+	buf := make([]byte, 1)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if buf[0] == '\n' {
+				return sb.String(), nil
+			}
+			sb.WriteByte(buf[0])
+		}
+		if err != nil {
+			return sb.String(), err
+		}
+	}
+}
+
+// isTerminal reports whether r is a character device (an interactive
+// terminal).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	return fi.Mode()&os.ModeCharDevice != 0
+}

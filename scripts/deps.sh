@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what lumos needs on a Debian machine that already has Go.
+#   deps.sh dev   what `make dev` needs
+#   deps.sh test  what `make test` needs
+set -euo pipefail
+what=${1:-dev}
+
+if ! command -v go >/dev/null 2>&1; then
+	echo "lumos needs Go (https://go.dev/dl/) on PATH" >&2
+	exit 1
+fi
+
+missing=()
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "missing packages: ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2
+	# The control plane runs without HAProxy; shields need it.
+	exit 0
+fi
+
+if command -v apt-get >/dev/null 2>&1; then
+	echo "installing: ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# lumos supervises its own HAProxy; keep the distribution's service from
+	# holding ports 80/443 on a development machine.
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet haproxy 2>/dev/null; then
+		systemctl stop haproxy || true
+	fi
+else
+	echo "no apt-get: install ${missing[*]} yourself" >&2
+fi
