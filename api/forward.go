@@ -45,11 +45,11 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request) {
 	}
 	leader, err := s.b.LeaderAPI()
 	if err != nil || leader == "" {
-		reason := "no leader is known"
-		if err != nil {
-			reason = err.Error()
+		reason := "no leader is known: an election may be in progress, or a majority of control nodes is down"
+		if err != nil && !errors.Is(err, ErrNoLeader) {
+			reason = oneLine(err.Error())
 		}
-		writeError(w, &state.Error{Code: state.CodeUnavailable, Message: fmt.Sprintf("node %s cannot forward the change: %s (an election may be in progress, or a majority of control nodes is down): retry shortly", node, reason)})
+		writeError(w, &state.Error{Code: state.CodeUnavailable, Message: fmt.Sprintf("node %s cannot forward the change to the leader: %s; retry shortly", node, reason)})
 		return
 	}
 	target, err := url.Parse(leader)

@@ -98,6 +98,7 @@ func (m *Mesh) onDepart(n *memberlist.Node) {
 	e.member.LastSeen = now
 	e.member.Since = now
 	m.emitLocked(typ, e.member, now)
+	m.logger.Debug("member departed", "member", n.Name, "state", state)
 }
 
 // nodeMeta decodes a node's gossiped metadata; undecodable metadata is
@@ -132,6 +133,7 @@ func (m *Mesh) learnLeft(name string) bool {
 			return false
 		}
 		e.leaving = true
+		m.logger.Debug("member announced leave", "member", name)
 		return true
 	case StateDead:
 		if now.Sub(e.member.Since) > m.departWindow {
@@ -140,6 +142,7 @@ func (m *Mesh) learnLeft(name string) bool {
 		e.leaving = true
 		e.member.State = StateLeft
 		m.emitLocked(EventLeave, e.member, now)
+		m.logger.Debug("member reported dead had left", "member", name)
 		return true
 	default:
 		return false

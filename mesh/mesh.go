@@ -103,6 +103,7 @@ type Mesh struct {
 	updateWait   time.Duration // how long UpdateMeta waits for its broadcast
 	departWindow time.Duration // how long a departure may still be reclassified dead → left
 	eventBuffer  int
+	localAddr    string // advertised IP:PORT, fixed at creation
 
 	// lifeMu serialises the operations that must not race with each other
 	// or with shutdown: UpdateMeta, Leave and the shutdown step of Close
@@ -223,6 +224,10 @@ func New(cfg *Config) (*Mesh, error) {
 		return nil, fmt.Errorf("start memberlist: %w", err)
 	}
 	m.ml = ml
+	// memberlist mutates its local node under its own lock, so read it
+	// once here rather than on every call.
+	ln := ml.LocalNode()
+	m.localAddr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 
 	m.wg.Add(1)
 	go m.dispatch(ctx)
@@ -371,10 +376,7 @@ func (m *Mesh) ForgetMember(name string) {
 
 // LocalAddr returns the "IP:PORT" peers use to reach this node: the
 // advertised address and the port actually bound (useful with BindPort 0).
-func (m *Mesh) LocalAddr() string {
-	n := m.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (m *Mesh) LocalAddr() string { return m.localAddr }
 
 // Leave announces a graceful departure: it gossips a leave intent, then
 // memberlist's leave message, waiting at most timeout overall (<= 0 means 5

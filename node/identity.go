@@ -17,14 +17,17 @@ const identityFile = "node.json"
 // shield it holds the gossip key received at join (the file is 0600, like
 // the rest of the data dir); the server token is never stored.
 type identity struct {
-	Name      string    `json:"name"`
-	Control   bool      `json:"control,omitempty"`
-	Shield    bool      `json:"shield,omitempty"`
-	ServerID  string    `json:"server_id,omitempty"`
-	GossipKey string    `json:"gossip_key,omitempty"`
-	Peers     []string  `json:"peers,omitempty"`
-	Profile   string    `json:"profile,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Name      string   `json:"name"`
+	Control   bool     `json:"control,omitempty"`
+	Shield    bool     `json:"shield,omitempty"`
+	ServerID  string   `json:"server_id,omitempty"`
+	GossipKey string   `json:"gossip_key,omitempty"`
+	Peers     []string `json:"peers,omitempty"`
+	Profile   string   `json:"profile,omitempty"`
+	// Decommissioned is set when the node stopped because its server was
+	// decommissioned; such a data dir never starts again.
+	Decommissioned bool      `json:"decommissioned,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
 }
 
 func loadIdentity(dir string) (*identity, error) {

@@ -96,12 +96,15 @@ func (n *Node) metaLoop() {
 	defer cancel()
 	var last uint64
 	for {
+		var idx uint64
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-ch:
+		case idx = <-ch:
 		}
-		idx := n.store.AppliedIndex()
+		// The watch fires from the FSM before Raft counts the entry as
+		// applied, so take the larger of the two.
+		idx = max(idx, n.store.AppliedIndex())
 		has := n.store.HasState()
 		if idx != last || has != n.mesh.LocalMeta().Bootstrapped {
 			last = idx

@@ -54,11 +54,11 @@ type Node struct {
 // shield's first start presents its token to the control plane; later starts
 // rejoin from the data dir without it. New returns once everything listens;
 // joining the cluster and electing a leader happen in the background.
-func New(ctx context.Context, cfg *Config) (n *Node, err error) {
+func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), done: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -89,7 +89,9 @@ func New(ctx context.Context, cfg *Config) (n *Node, err error) {
 	rc.NodeID = cfg.Name
 	rc.DataDir = cfg.DataDir
 	rc.BindAddr = cfg.RaftBind
-	rc.AdvertiseAddr = raftAdvertise
+	if _, port, _ := splitHostPort(cfg.RaftBind); port != 0 && raftAdvertise != cfg.RaftBind {
+		rc.AdvertiseAddr = raftAdvertise
+	}
 	rc.Logger = n.log.With("subsystem", "raft")
 	if cfg.RaftHeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
@@ -188,6 +190,9 @@ func (n *Node) checkIdentity() error {
 	id := n.id
 	if id == nil {
 		return nil
+	}
+	if id.Decommissioned {
+		return fmt.Errorf("%w: server %s of this data dir was decommissioned; this node will not rejoin", ErrDecommissioned, id.ServerID)
 	}
 	if id.Name != n.cfg.Name {
 		return cfgErr("data dir %s belongs to node %q, not %q", n.cfg.DataDir, id.Name, n.cfg.Name)
@@ -351,6 +356,13 @@ func (n *Node) StopReason() error {
 
 // stopSelf shuts the node down from one of its own goroutines.
 func (n *Node) stopSelf(reason error) {
+	if errors.Is(reason, ErrDecommissioned) && n.id != nil {
+		id := *n.id
+		id.Decommissioned = true
+		if err := id.save(n.cfg.DataDir); err != nil {
+			n.log.Warn("cannot record decommission in the data dir", "err", err)
+		}
+	}
 	n.mu.Lock()
 	if n.stopReason == nil {
 		n.stopReason = reason

@@ -297,6 +297,17 @@ func (c *TestCluster) ClientFor(n *Node) *api.Client {
 func (c *TestCluster) WaitConverged(timeout time.Duration) {
 	c.t.Helper()
 	c.WaitFor(timeout, func() bool {
+		// The leader must have applied everything it has logged, or empty
+		// states right after a restart would look converged.
+		var leader *Node
+		for _, n := range c.Controls() {
+			if n.IsLeader() {
+				leader = n
+			}
+		}
+		if leader == nil || leader.Store().Barrier(time.Second) != nil {
+			return false
+		}
 		nodes := c.Running()
 		var want []byte
 		for i, n := range nodes {

@@ -35,7 +35,8 @@ func serverAdd(sec int, id, name string) *state.Command {
 }
 
 // allCommands returns one or more commands of every type, in an order in
-// which they all succeed, and no domain is left with an empty server list.
+// which they all succeed. tls.example.org ends with an empty (non-nil)
+// server list, which snapshots must keep as it is.
 func allCommands() []*state.Command {
 	return []*state.Command{
 		serverAdd(1, "srv-a", "alpha"),
@@ -139,6 +140,9 @@ func TestFSMAppliesEveryCommandType(t *testing.T) {
 		d := st.Domains["example.com"]
 		if d == nil || !reflect.DeepEqual(d.Servers, []string{"srv-b", "srv-a"}) || d.ActiveServer != "srv-b" {
 			t.Errorf("example.com: %+v", d)
+		}
+		if d := st.Domains["tls.example.org"]; d == nil || d.Servers == nil || len(d.Servers) != 0 {
+			t.Errorf("tls.example.org: %+v, want an empty server list", d)
 		}
 		if _, ok := st.Domains["gone.example.net"]; ok {
 			t.Error("gone.example.net still present")

@@ -87,7 +87,8 @@ type Config struct {
 
 	// StreamLayer, when set, replaces the plain TCP listener and dialer
 	// (for an encrypted transport); BindAddr and AdvertiseAddr are then
-	// unused and the layer's Addr is advertised. The store closes it.
+	// unused and the layer's Addr is advertised. The store closes it on
+	// Close, and Open closes it when it fails.
 	StreamLayer raft.StreamLayer
 }
 
@@ -288,7 +289,13 @@ func Open(cfg *Config) (*Store, error) {
 	s.leaderSubs.publish(false)
 	hl := NewHCLogger(logger, "raft")
 
-	var cleanup []func()
+	// The store owns a given stream layer: close it if Open fails before
+	// the transport (which closes it) exists.
+	cleanup := []func(){func() {
+		if s.transport == nil && c.StreamLayer != nil {
+			_ = c.StreamLayer.Close()
+		}
+	}}
 	fail := func(err error) (*Store, error) {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()
@@ -605,8 +612,10 @@ func (s *Store) View(fn func(st *state.State)) { s.fsm.View(fn) }
 // Snapshot returns a deep copy of the current state.
 func (s *Store) Snapshot() *state.State { return s.fsm.Clone() }
 
-// AppliedIndex returns the last raft log index applied to the FSM (any
-// entry type, so it may be ahead of state.Index).
+// AppliedIndex returns raft's applied index: the last log entry of any
+// type handed to the FSM. It is recorded by raft's main loop, so right after
+// an Apply returns it may briefly lag (or, counting configuration entries,
+// lead) the state's Index; use Watch or View for the state itself.
 func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
 
 // Watch subscribes to state changes: the channel receives the new

@@ -2,17 +2,25 @@
 # A local lumos cluster of real processes on loopback addresses:
 # 3 control nodes on 127.0.0.1-3 and SHIELDS shields on 127.0.0.11...
 #
-#   scripts/cluster.sh start     build nothing; uses bin/lumos (make build)
-#   scripts/cluster.sh stop      stop every node (SIGTERM)
-#   scripts/cluster.sh status    which nodes run
-#   scripts/cluster.sh env       print the exports for the CLI
+#   scripts/cluster.sh start          build nothing; uses bin/lumos (make build)
+#   scripts/cluster.sh stop [NAME...] stop every node, or the named ones (SIGTERM)
+#   scripts/cluster.sh restart NAME...  stop the named nodes if they run, then
+#                                     start them again with the same arguments
+#   scripts/cluster.sh status         which nodes run
+#   scripts/cluster.sh env            print the exports for the CLI
 #
 # Environment: LUMOS_BIN (default bin/lumos), CLUSTER_DIR (default .cluster),
 # SHIELDS (default 2), BASE_PORT (default 17000).
 # Every node has its own data dir and log under CLUSTER_DIR; the admin
-# token, gossip key and shield tokens live there too (mode 0600).
+# token, gossip key and shield tokens live there too (mode 0600). Each
+# node's command line is kept in CLUSTER_DIR/NAME.args (NUL-separated) so
+# that restart reuses it. Starting again on existing data dirs keeps the
+# state: shields that already joined rejoin without their token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A token from the caller's environment must never reach a node: shields get
+# theirs explicitly, and only for their first join.
+unset LUMOS_TOKEN
 BIN=${LUMOS_BIN:-bin/lumos}
 DIR=${CLUSTER_DIR:-.cluster}
 SHIELDS=${SHIELDS:-2}
@@ -24,12 +32,37 @@ HTTP=$((BASE_PORT + 2))
 control_ip() { echo "127.0.0.$1"; }
 shield_ip() { echo "127.0.0.$((10 + $1))"; }
 
+running() { # name: is its process alive?
+	local pid
+	[ -f "$DIR/$1.pid" ] || return 1
+	pid=$(cat "$DIR/$1.pid")
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
 start_node() { # name, then lumos arguments
 	local name=$1
 	shift
+	if running "$name"; then
+		echo "$name is already running (pid $(cat "$DIR/$name.pid"))" >&2
+		return 0
+	fi
 	mkdir -p "$DIR/$name"
-	nohup "$BIN" "$@" >"$DIR/$name.log" 2>&1 &
+	printf '%s\0' "$@" >"$DIR/$name.args"
+	# Append, so the log of an earlier run of the node survives a restart.
+	echo "--- $(date -u +%Y-%m-%dT%H:%M:%SZ) starting $name" >>"$DIR/$name.log"
+	# Nodes need neither the CLI's address nor the admin token in their
+	# environment.
+	nohup env -u LUMOS_ADDR -u LUMOS_ADMIN_TOKEN "$BIN" "$@" >>"$DIR/$name.log" 2>&1 &
 	echo $! >"$DIR/$name.pid"
+}
+
+stop_pids() { # pids: SIGTERM, wait up to 10 s each, then SIGKILL
+	local pid
+	for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "$@"; do
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+	done
 }
 
 wait_http() { # url, seconds
@@ -73,12 +106,20 @@ cmd_start() {
 	for i in $(seq 1 "$SHIELDS"); do
 		local name="s$i" ip
 		ip=$(shield_ip "$i")
-		if [ ! -f "$DIR/$name/node.json" ]; then
+		local args=(join --name "$name" --data-dir "$DIR/$name"
+			--bind "$ip:$GOSSIP" --advertise "$ip" --raft-bind "$ip:$RAFT" "http://$(control_ip 1):$HTTP")
+		if [ -f "$DIR/$name/node.json" ]; then
+			# Joined before: the data dir holds what the shield needs.
+			start_node "$name" "${args[@]}"
+			continue
+		fi
+		# First join. Reuse the token of a server created by an earlier,
+		# interrupted start rather than adding the same name twice.
+		if [ ! -s "$DIR/$name.token" ]; then
 			"$BIN" server add "$name" --output json | sed -n 's/.*"token": "\(lmt_[a-z0-9]*\)".*/\1/p' >"$DIR/$name.token"
 			[ -s "$DIR/$name.token" ] || { echo "could not create server $name" >&2; exit 1; }
 		fi
-		LUMOS_TOKEN="$(cat "$DIR/$name.token" 2>/dev/null || true)" start_node "$name" join --name "$name" --data-dir "$DIR/$name" \
-			--bind "$ip:$GOSSIP" --advertise "$ip" --raft-bind "$ip:$RAFT" "http://$(control_ip 1):$HTTP"
+		LUMOS_TOKEN="$(cat "$DIR/$name.token")" start_node "$name" "${args[@]}"
 	done
 	for i in $(seq 1 "$SHIELDS"); do
 		local deadline=$((SECONDS + 30))
@@ -90,18 +131,37 @@ cmd_start() {
 	cmd_env
 }
 
-cmd_stop() {
-	local pids=()
-	for f in "$DIR"/*.pid; do
-		[ -f "$f" ] || continue
-		local pid
+cmd_stop() { # [name...]: default every node
+	local files=() pids=() f pid
+	if [ $# -eq 0 ]; then
+		for f in "$DIR"/*.pid; do [ -f "$f" ] && files+=("$f"); done
+	else
+		for f in "$@"; do [ -f "$DIR/$f.pid" ] && files+=("$DIR/$f.pid"); done
+	fi
+	for f in ${files[@]+"${files[@]}"}; do
 		pid=$(cat "$f")
-		kill "$pid" 2>/dev/null && pids+=("$pid") || true
 		rm -f "$f"
+		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && pids+=("$pid")
 	done
-	for pid in "${pids[@]}"; do
-		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null || true
+	[ ${#pids[@]} -eq 0 ] || stop_pids "${pids[@]}"
+}
+
+cmd_restart() { # name...
+	[ $# -gt 0 ] || { echo "usage: $0 restart NAME..." >&2; exit 2; }
+	[ -x "$BIN" ] || { echo "$BIN not found: run 'make build'" >&2; exit 1; }
+	local name args
+	for name in "$@"; do
+		[ -f "$DIR/$name.args" ] || { echo "no node $name in $DIR" >&2; exit 1; }
+	done
+	cmd_stop "$@"
+	for name in "$@"; do
+		mapfile -d '' args <"$DIR/$name.args"
+		# A shield that never completed its first join still needs its token.
+		if [ "${args[0]}" = join ] && [ ! -f "$DIR/$name/node.json" ] && [ -s "$DIR/$name.token" ]; then
+			LUMOS_TOKEN="$(cat "$DIR/$name.token")" start_node "$name" "${args[@]}"
+		else
+			start_node "$name" "${args[@]}"
+		fi
 	done
 }
 
@@ -122,8 +182,9 @@ cmd_env() {
 
 case "${1:-}" in
 start) cmd_start ;;
-stop) cmd_stop ;;
+stop) shift; cmd_stop "$@" ;;
+restart) shift; cmd_restart "$@" ;;
 status) cmd_status ;;
 env) cmd_env ;;
-*) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop [NAME...]|restart NAME...|status|env" >&2; exit 2 ;;
 esac

@@ -13,11 +13,16 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/goleak"
 
 	"github.com/lumos-mesh/lumos/api"
 	"github.com/lumos-mesh/lumos/mesh"
 	"github.com/lumos-mesh/lumos/state"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 const testAdminToken = "lma_test-admin-token-0123456789"
 
@@ -132,12 +137,36 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) run(args ...string) (code int, stdout, stderr string) {
 	h.t.Helper()
 	var out, errb bytes.Buffer
-	c := newCLI(&out, &errb, func(k string) string { return h.env[k] })
+	code = h.exec(context.Background(), strings.NewReader(h.in), &out, &errb, args...)
+	return code, out.String(), errb.String()
+}
+
+// exec executes lumos with args, stdin and output writers of the caller.
+func (h *harness) exec(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, args ...string) int {
+	c := newCLI(stdout, stderr, func(k string) string { return h.env[k] })
 	c.now = func() time.Time { return t0 }
 	c.loc = time.UTC
 	c.isTerminal = func(io.Reader) bool { return h.tty }
-	code = execute(context.Background(), c.rootCmd(), args, strings.NewReader(h.in), &errb)
-	return code, out.String(), errb.String()
+	return execute(ctx, c.rootCmd(), args, stdin, stderr)
+}
+
+// promptWatcher collects stderr and calls onPrompt once the confirmation
+// prompt has been written.
+type promptWatcher struct {
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	onPrompt func()
+}
+
+func (w *promptWatcher) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if w.onPrompt != nil && strings.Contains(w.buf.String(), "to continue: ") {
+		w.onPrompt()
+		w.onPrompt = nil
+	}
+	return len(p), nil
 }
 
 // ok runs lumos and fails the test unless it exits 0.
@@ -215,15 +244,26 @@ func TestServerListTableAndJSON(t *testing.T) {
 	for _, col := range []string{"ID", "NAME", "STATUS", "IP", "LAST SEEN", "UPTIME", "DOMAINS", "TOKEN", "CURRENT"} {
 		mustContain(t, "header", lines[0], col)
 	}
-	mustContain(t, "bound server row", lines[1], a.Server.ID, "edge fra 1", "online", "203.0.113.7", "3s ago", "2h5m", a.Server.TokenPrefix+"...", "yes")
-	mustContain(t, "unbound server row", lines[2], "edge-ams-1", "offline", "never")
+	// Both servers were made at the same instant, so the order is by ID.
+	bound, unbound := lines[1], lines[2]
+	if !strings.HasPrefix(bound, a.Server.ID) {
+		bound, unbound = unbound, bound
+	}
+	mustContain(t, "bound server row", bound, a.Server.ID, "edge fra 1", "online", "203.0.113.7", "3s ago", "2h5m", a.Server.TokenPrefix+"...", "yes")
+	mustContain(t, "unbound server row", unbound, "edge-ams-1", "offline", "never")
 	if strings.Contains(out, a.Token) {
 		t.Errorf("server list shows the full token:\n%s", out)
 	}
 
 	var servers []api.ServerInfo
 	decode(t, h.ok("server", "list", "--output", "json"), &servers)
-	if len(servers) != 2 || servers[0].Name != "edge fra 1" || servers[0].Status != api.StatusOnline ||
+	if len(servers) != 2 {
+		t.Fatalf("want 2 servers in JSON, got %+v", servers)
+	}
+	if servers[0].ID != a.Server.ID {
+		servers[0], servers[1] = servers[1], servers[0]
+	}
+	if servers[0].Name != "edge fra 1" || servers[0].Status != api.StatusOnline ||
 		len(servers[0].Domains) != 1 || servers[0].Domains[0] != "example.com" {
 		t.Errorf("unexpected JSON servers: %+v", servers)
 	}
@@ -420,6 +460,32 @@ func TestDecommissionConfirmation(t *testing.T) {
 	mustContain(t, "stderr", errs, "domain both.example.com has no server left")
 }
 
+func TestConfirmationInterrupted(t *testing.T) {
+	h := newHarness(t)
+	h.ok("domain", "add", "example.com", "--origin", "10.0.0.5:80")
+	h.tty = true
+	// stdin is a terminal nobody types into; the user presses Ctrl-C.
+	stdin, never := io.Pipe()
+	defer never.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errw := &promptWatcher{onPrompt: cancel}
+	var out bytes.Buffer
+	code := h.exec(ctx, stdin, &out, errw, "domain", "remove", "example.com")
+	if code != exitError {
+		t.Errorf("exit %d, want %d", code, exitError)
+	}
+	mustContain(t, "stderr", errw.buf.String(), "Remove domain example.com?", "lumos: remove domain: interrupted")
+	h.tty = false
+	if out := h.ok("domain", "list"); !strings.Contains(out, "example.com") {
+		t.Errorf("the domain was removed after an interrupted confirmation:\n%s", out)
+	}
+
+	// Confirmed on a terminal.
+	h.tty, h.in = true, "yes\n"
+	mustContain(t, "stdout", h.ok("domain", "remove", "example.com"), "Domain example.com removed.")
+}
+
 func TestAPIErrorIsOneLineAndNonZero(t *testing.T) {
 	h := newHarness(t)
 	code, out, errs := h.run("domain", "add", "example.com", "--origin", "0.0.0.0:80")
@@ -502,7 +568,7 @@ func TestAddrFromEnvAndFlag(t *testing.T) {
 	if code != exitError {
 		t.Errorf("exit %d, want %d", code, exitError)
 	}
-	mustContain(t, "stderr", errs, "lumos: cannot reach lumos at "+deadURL)
+	mustContain(t, "stderr", errs, "lumos: cannot connect to the lumos API at "+deadURL)
 	if strings.Count(errs, "\n") != 1 {
 		t.Errorf("want one line, got %q", errs)
 	}
@@ -560,7 +626,7 @@ func TestDomainCommands(t *testing.T) {
 	mustContain(t, "domain add", out, "Domain example.com added (tcp, origins 10.0.0.5:80, 10.0.0.6:80)", "lumos domain assign example.com")
 
 	out = h.ok("domain", "assign", "example.com", "edge-ams-1", "edge-fra-1")
-	mustContain(t, "domain assign", out, "1. edge-ams-1 (primary, offline)", "2. edge-fra-1 (secondary, online)")
+	mustContain(t, "domain assign", out, "1. edge-ams-1 (primary, offline", "2. edge-fra-1 (secondary, online)")
 
 	var d api.DomainInfo
 	decode(t, h.ok("domain", "assign", "example.com", "edge-fra-1", "edge-ams-1", "-o", "json"), &d)

@@ -115,8 +115,8 @@ later with "lumos domain assign".`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&origins, "origin", nil, "origin `IP:PORT` (repeat for several; required)")
-	f.StringVar(&mode, "mode", state.ModeHTTP, "http (reverse proxy by Host) or tcp (TLS passthrough by SNI)")
-	f.StringVar(&dnsProvider, "dns", state.DNSBuiltin, "DNS failover provider: builtin, cloudflare or none")
+	f.StringVar(&mode, "mode", state.ModeHTTP, "domain mode: `http|tcp` (reverse proxy routed by Host, or TLS passthrough routed by SNI)")
+	f.StringVar(&dnsProvider, "dns", state.DNSBuiltin, "DNS failover provider: `builtin|cloudflare|none`")
 	f.IntVar(&ttl, "ttl", 0, "DNS record TTL in `seconds` (default 300)")
 	f.IntVar(&failoverTTL, "failover-ttl", 0, "DNS record TTL while failed over, in `seconds` (default 30)")
 	f.StringArrayVar(&servers, "server", nil, "assign a `SERVER` (ID or name; repeat, in order: first is primary)")

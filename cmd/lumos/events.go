@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lumos-mesh/lumos/api"
 	"github.com/lumos-mesh/lumos/state"
 )
-
-const defaultEventLimit = 50
 
 func (c *cli) eventsCmd() *cobra.Command {
 	var (
@@ -22,7 +21,8 @@ func (c *cli) eventsCmd() *cobra.Command {
 		Short: "Show the event log: failovers, recoveries, server and domain changes",
 		Long: `Show the replicated event log, newest first: servers added, joined,
 down, recovered or in error, domains added, assigned or removed, failovers
-(with the DNS record's old and new IP) and plan changes.
+(with the DNS record's old and new IP) and plan changes. The cluster keeps
+the newest ` + strconv.Itoa(state.MaxEvents) + ` events.
 
 SERVER shows the server's name when it is known, else its ID.`,
 		Example: `  lumos events
@@ -33,13 +33,17 @@ SERVER shows the server's name when it is known, else its ID.`,
 			if limit < 0 {
 				return usageErr(fmt.Errorf("invalid --limit %d: use 0 for all events, or a positive number", limit))
 			}
+			n := limit
+			if n == 0 || n > api.MaxEventLimit {
+				n = api.MaxEventLimit
+			}
 			cl, err := c.client()
 			if err != nil {
 				return err
 			}
 			ctx, cancel := c.reqCtx(cmd)
 			defer cancel()
-			events, err := cl.Events(ctx, domain, limit)
+			events, err := cl.Events(ctx, domain, n)
 			if err != nil {
 				return c.apiErr(err)
 			}
@@ -64,7 +68,7 @@ SERVER shows the server's name when it is known, else its ID.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&domain, "domain", "", "only events of this `DOMAIN`")
-	f.IntVar(&limit, "limit", defaultEventLimit, "show at most `N` events (0 for all)")
+	f.IntVar(&limit, "limit", api.DefaultEventLimit, "show at most `N` events, newest first (0 for all that are kept)")
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/lumos-mesh/lumos/api"
@@ -51,6 +52,9 @@ type cli struct {
 	// now and loc render times; fixed in tests.
 	now func() time.Time
 	loc *time.Location
+
+	// clients made by the running command, closed when it ends.
+	clients []*api.Client
 }
 
 // newRootCmd builds the whole command tree. Output goes to stdout and
@@ -125,7 +129,7 @@ func (c *cli) rootCmd() *cobra.Command {
 
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.addr, "addr", "", "control node API `URL` (default $"+envAddr+", else "+defaultAddr+")")
-	pf.StringVarP(&c.output, "output", "o", outputTable, "output format: table or json")
+	pf.StringVarP(&c.output, "output", "o", outputTable, "output format: `table|json`")
 	pf.DurationVar(&c.timeout, "timeout", defaultTimeout, "time limit for each API request")
 
 	root.AddCommand(
@@ -138,7 +142,29 @@ func (c *cli) rootCmd() *cobra.Command {
 	)
 	addNodeCommands(root)
 	markUsageErrors(root)
+	c.closeClientsAfterRun(root)
 	return root
+}
+
+// closeClientsAfterRun makes every command in the tree drop the API
+// connections it opened when it returns.
+func (c *cli) closeClientsAfterRun(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			defer c.closeClients()
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		c.closeClientsAfterRun(sub)
+	}
+}
+
+func (c *cli) closeClients() {
+	for _, cl := range c.clients {
+		cl.CloseIdleConnections()
+	}
+	c.clients = nil
 }
 
 // resolveGlobals validates the global flags and fills in defaults from the
@@ -174,8 +200,11 @@ func (c *cli) resolveGlobals(cmd *cobra.Command) error {
 func (c *cli) client() (*api.Client, error) {
 	cl, err := api.NewClient(c.addr, strings.TrimSpace(c.env(envAdminToken)))
 	if err != nil {
-		return nil, fmt.Errorf("invalid --addr %q: %w", c.addr, err)
+		msg := strings.TrimPrefix(err.Error(), api.ErrBadAddr.Error()+": ")
+		return nil, usageErr(fmt.Errorf("bad API address: %s", msg))
 	}
+	cl.SetTimeout(c.timeout)
+	c.clients = append(c.clients, cl)
 	return cl, nil
 }
 
@@ -196,18 +225,21 @@ func (c *cli) apiErr(err error) error {
 	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
-		if ae.StatusCode == 401 && strings.TrimSpace(c.env(envAdminToken)) == "" {
+		switch {
+		case ae.StatusCode == 401 && strings.TrimSpace(c.env(envAdminToken)) == "" && !strings.Contains(ae.Message, envAdminToken):
 			return fmt.Errorf("%s (set %s to the cluster's admin token)", ae.Error(), envAdminToken)
+		case ae.StatusCode == 0 && errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("%s (waited --timeout %s)", ae.Error(), c.timeout)
 		}
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("no answer from %s within %s (raise --timeout, or check --addr / %s)", c.addr, c.timeout, envAddr)
+		return fmt.Errorf("no answer from %s within --timeout %s: check --addr or %s", c.addr, c.timeout, envAddr)
 	}
 	if errors.Is(err, context.Canceled) {
 		return errors.New("interrupted")
 	}
-	return fmt.Errorf("cannot reach lumos at %s (check --addr / %s): %w", c.addr, envAddr, err)
+	return err
 }
 
 // usageError marks a mistake in how a command was invoked: main prints a
@@ -253,6 +285,9 @@ func unknownSubcommand(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
 	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 		msg += fmt.Sprintf(" (did you mean %q?)", s[0])
 	}
@@ -337,12 +372,33 @@ func (c *cli) confirm(cmd *cobra.Command, yes bool, what, question string) error
 		return usageErr(fmt.Errorf("refusing to %s without confirmation: pass --yes", what))
 	}
 	fmt.Fprintf(c.stderr, "%s\nType \"yes\" to continue: ", question)
-	answer, err := readLine(in)
-	if err != nil && answer == "" {
+	type line struct {
+		s   string
+		err error
+	}
+	ch := make(chan line, 1)
+	go func() {
+		s, err := readLine(in)
+		ch <- line{s, err}
+	}()
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var answer line
+	select {
+	case answer = <-ch:
+	case <-ctx.Done():
+		// The reader stays blocked on the terminal; the process is about
+		// to exit.
+		fmt.Fprintln(c.stderr)
+		return fmt.Errorf("%s: interrupted", what)
+	}
+	if answer.err != nil && answer.s == "" {
 		fmt.Fprintln(c.stderr)
 		return fmt.Errorf("%s: aborted (no answer)", what)
 	}
-	if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
+	if a := strings.ToLower(strings.TrimSpace(answer.s)); a != "yes" && a != "y" {
 		return fmt.Errorf("%s: aborted", what)
 	}
 	return nil
@@ -367,16 +423,12 @@ func readLine(r io.Reader) (string, error) {
 	}
 }
 
-// isTerminal reports whether r is a character device (an interactive
-// terminal).
+// isTerminal reports whether r is an interactive terminal (not merely a
+// character device such as /dev/null).
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	return fi.Mode()&os.ModeCharDevice != 0
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
 }

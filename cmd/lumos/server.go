@@ -45,8 +45,8 @@ func (c *cli) serverAddCmd() *cobra.Command {
 		Short: "Create a server and print its connection token (shown once)",
 		Long: `Create a server record and print its connection token.
 
-The token is shown this once: the cluster stores only its SHA-256 hash and
-a short prefix. Copy it to the shield machine and run the printed
+The token is shown this once and cannot be shown again: the cluster stores
+only its SHA-256 hash and a short prefix. Copy it to the shield machine and run the printed
 "lumos join" command there. A name with spaces must be quoted.
 
 The plan limits how many servers (not decommissioned) may exist.`,
