@@ -395,10 +395,11 @@ func (c *Cluster) NodeLog(name string) string {
 	return string(b)
 }
 
-// cleanup stops every process of the cluster; on failure it first shows
-// the tail of every node log.
+// cleanup stops every process of the cluster; on failure (or with
+// LUMOS_E2E_LOGS=1 in the environment) it first shows the tail of every
+// node log.
 func (c *Cluster) cleanup() {
-	if c.t.Failed() {
+	if c.t.Failed() || os.Getenv("LUMOS_E2E_LOGS") == "1" {
 		c.dumpLogs()
 	}
 	c.mu.Lock()

@@ -44,7 +44,8 @@ func (m *Mesh) onJoin(n *memberlist.Node) {
 		e = &memberEntry{}
 		m.members[n.Name] = e
 	}
-	e.leaving = false // a new life: an old intent no longer applies
+	m.releaseDeadLocked(e) // a held EventDead comes before the rejoin
+	e.leaving = false      // a new life: an old intent no longer applies
 	e.member = Member{
 		Name:     n.Name,
 		Addr:     n.Addr.String(),
@@ -87,9 +88,9 @@ func (m *Mesh) onDepart(n *memberlist.Node) {
 	// memberlist v0.7.0 leaves Node.State at its zero value here (the state
 	// lives in its private nodeState); the check keeps working should a
 	// later version fill it in.
-	state, typ := StateDead, EventDead
+	state := StateDead
 	if e.leaving || n.State == memberlist.StateLeft {
-		state, typ = StateLeft, EventLeave
+		state = StateLeft
 	}
 	e.member.Addr = n.Addr.String()
 	e.member.Port = int(n.Port)
@@ -97,7 +98,11 @@ func (m *Mesh) onDepart(n *memberlist.Node) {
 	e.member.State = state
 	e.member.LastSeen = now
 	e.member.Since = now
-	m.emitLocked(typ, e.member, now)
+	if state == StateLeft {
+		m.emitLocked(EventLeave, e.member, now)
+	} else {
+		m.deferDeadLocked(e, now)
+	}
 	m.logger.Debug("member departed", "member", n.Name, "state", state)
 }
 
@@ -113,7 +118,8 @@ func (m *Mesh) nodeMeta(n *memberlist.Node) Meta {
 
 // learnLeft records that the named member announced a clean leave. A member
 // still alive is marked as leaving (its departure will be reported as
-// EventLeave); a member already reported dead within departWindow is
+// EventLeave); a member whose EventDead is still held is reported with
+// EventLeave instead; a member already reported dead within departWindow is
 // reclassified as left with an EventLeave. It reports whether anything
 // changed, which is when an intent is worth gossiping further.
 func (m *Mesh) learnLeft(name string) bool {
@@ -136,13 +142,19 @@ func (m *Mesh) learnLeft(name string) bool {
 		m.logger.Debug("member announced leave", "member", name)
 		return true
 	case StateDead:
-		if now.Sub(e.member.Since) > m.departWindow {
+		held := e.pendingDead != nil
+		if !held && now.Sub(e.member.Since) > m.departWindow {
 			return false
 		}
+		m.dropDeadLocked(e)
 		e.leaving = true
 		e.member.State = StateLeft
 		m.emitLocked(EventLeave, e.member, now)
-		m.logger.Debug("member reported dead had left", "member", name)
+		if held {
+			m.logger.Debug("member departed after announcing leave", "member", name)
+		} else {
+			m.logger.Debug("member reported dead had left", "member", name)
+		}
 		return true
 	default:
 		return false

@@ -34,11 +34,19 @@
 // first gossips a leave intent for the local node and only then calls
 // memberlist's Leave; a member that departs after announcing its intent is
 // reported with EventLeave and StateLeft, any other departure with EventDead
-// and StateDead. Intents are re-gossiped by every receiver and the names of
-// recently departed members travel in memberlist's push/pull state, so a node
-// that learned of the departure before the intent reaches it later corrects
-// its view: it then emits EventLeave for a member it already reported dead.
-// Consumers should treat the latest event for a member as authoritative.
+// and StateDead.
+//
+// memberlist counts a message as sent when it hands it to the transport, so
+// the two messages can still arrive in either order. Leave pauses two gossip
+// intervals after the intent and again after memberlist's leave message (so
+// that it goes out before the caller's Close), and a receiver holds an
+// EventDead for three gossip intervals: an intent arriving meanwhile turns
+// it into an EventLeave. During that grace Members already shows the member
+// dead. Intents are re-gossiped by every receiver, and the names of recently
+// departed members travel in memberlist's push/pull state, so a node that
+// learns of the intent only after the grace emits EventLeave for a member it
+// already reported dead. Consumers should treat the latest event for a
+// member as authoritative.
 //
 // memberlist does not expose suspicion either; Member.State is therefore
 // StateAlive, StateDead or StateLeft, and StateSuspect is reserved.

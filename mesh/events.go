@@ -18,6 +18,12 @@ type queuedEvent struct {
 	ev  Event
 }
 
+// pendingEvent is an EventDead held back until due.
+type pendingEvent struct {
+	ev  Event
+	due time.Time
+}
+
 // Subscribe returns a channel receiving every Event emitted after Subscribe
 // returns, in order, and a cancel func that unsubscribes and closes the
 // channel (safe to call more than once). The channel holds Config.EventBuffer
@@ -61,39 +67,120 @@ func (m *Mesh) Dropped() uint64 {
 // emitLocked queues an event for the dispatcher. The caller holds m.mu, so
 // events are queued in the order the member table changed.
 func (m *Mesh) emitLocked(typ EventType, mb Member, now time.Time) {
-	if m.closed.Load() {
+	m.queueLocked(Event{Type: typ, Member: mb, Time: now})
+}
+
+func (m *Mesh) queueLocked(ev Event) {
+	if m.dispatchDone {
 		return
 	}
 	m.seq++
-	m.queue = append(m.queue, queuedEvent{seq: m.seq, ev: Event{Type: typ, Member: mb, Time: now}})
+	m.queue = append(m.queue, queuedEvent{seq: m.seq, ev: ev})
+	m.signal()
+}
+
+// signal wakes the dispatcher without blocking.
+func (m *Mesh) signal() {
 	select {
 	case m.wake <- struct{}{}:
 	default:
 	}
 }
 
-// dispatch is the one goroutine that hands queued events to subscribers.
-// On shutdown it delivers what is queued, then closes every subscriber.
+// deferDeadLocked holds the EventDead for e during deadGrace: memberlist
+// hands a departure over before a leave intent sent just ahead of it when
+// the two race between goroutines, and a member that announced its leave
+// must not be reported as failed. The caller holds m.mu.
+func (m *Mesh) deferDeadLocked(e *memberEntry, now time.Time) {
+	e.pendingDead = &pendingEvent{
+		ev:  Event{Type: EventDead, Member: e.member, Time: now},
+		due: now.Add(m.deadGrace),
+	}
+	m.pending++
+	m.signal()
+}
+
+// releaseDeadLocked emits e's held EventDead now, if there is one.
+func (m *Mesh) releaseDeadLocked(e *memberEntry) {
+	if p := e.pendingDead; p != nil {
+		m.dropDeadLocked(e)
+		m.queueLocked(p.ev)
+	}
+}
+
+// dropDeadLocked discards e's held EventDead, if there is one.
+func (m *Mesh) dropDeadLocked(e *memberEntry) {
+	if e.pendingDead != nil {
+		e.pendingDead = nil
+		m.pending--
+	}
+}
+
+// releaseDueLocked emits the held EventDead events that are due at now and
+// returns when the next one will be (zero if none is held).
+func (m *Mesh) releaseDueLocked(now time.Time) time.Time {
+	if m.pending == 0 {
+		return time.Time{}
+	}
+	var next time.Time
+	for _, e := range m.members {
+		p := e.pendingDead
+		if p == nil {
+			continue
+		}
+		if !p.due.After(now) {
+			m.releaseDeadLocked(e)
+		} else if next.IsZero() || p.due.Before(next) {
+			next = p.due
+		}
+	}
+	return next
+}
+
+// dispatch is the one goroutine that hands queued events to subscribers and
+// releases held EventDead events when their grace ends. On shutdown it
+// releases what is held, delivers what is queued, then closes every
+// subscriber.
 func (m *Mesh) dispatch(ctx context.Context) {
 	defer m.wg.Done()
 	defer close(m.stopped)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-m.wake:
-			m.flush()
+		case <-timer.C:
 		case <-ctx.Done():
-			m.flush()
+			m.mu.Lock()
+			for _, e := range m.members {
+				m.releaseDeadLocked(e)
+			}
+			events := m.takeLocked()
+			m.dispatchDone = true
+			m.mu.Unlock()
+			m.deliverAll(events)
 			m.closeSubscribers()
 			return
+		}
+		m.mu.Lock()
+		next := m.releaseDueLocked(time.Now())
+		events := m.takeLocked()
+		m.mu.Unlock()
+		m.deliverAll(events)
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
 		}
 	}
 }
 
-func (m *Mesh) flush() {
-	m.mu.Lock()
+func (m *Mesh) takeLocked() []queuedEvent {
 	events := m.queue
 	m.queue = nil
-	m.mu.Unlock()
+	return events
+}
+
+func (m *Mesh) deliverAll(events []queuedEvent) {
 	if len(events) == 0 {
 		return
 	}

@@ -102,6 +102,8 @@ type Mesh struct {
 	broadcasts   *memberlist.TransmitLimitedQueue
 	updateWait   time.Duration // how long UpdateMeta waits for its broadcast
 	departWindow time.Duration // how long a departure may still be reclassified dead → left
+	deadGrace    time.Duration // how long an EventDead is held for a late leave intent
+	settle       time.Duration // Leave's pause for in-flight gossip to go out
 	eventBuffer  int
 	localAddr    string // advertised IP:PORT, fixed at creation
 
@@ -120,11 +122,13 @@ type Mesh struct {
 	// mu guards the member table and the event queue. It is taken inside
 	// memberlist callbacks (some under memberlist's own lock), so nothing
 	// may call into memberlist while holding it.
-	mu      sync.Mutex
-	members map[string]*memberEntry
-	queue   []queuedEvent
-	seq     uint64        // number of events emitted so far
-	wake    chan struct{} // capacity 1: events are waiting in queue
+	mu           sync.Mutex
+	members      map[string]*memberEntry
+	queue        []queuedEvent
+	seq          uint64        // number of events emitted so far
+	pending      int           // members with a held EventDead
+	dispatchDone bool          // the dispatcher has exited: emit nothing more
+	wake         chan struct{} // capacity 1: the dispatcher has work
 
 	subMu      sync.Mutex // taken before mu when both are needed
 	subs       map[uint64]*subscriber
@@ -140,8 +144,9 @@ type Mesh struct {
 }
 
 type memberEntry struct {
-	member  Member
-	leaving bool // announced a leave intent since it last joined
+	member      Member
+	leaving     bool          // announced a leave intent since it last joined
+	pendingDead *pendingEvent // EventDead held during the grace period
 }
 
 // New validates cfg, starts memberlist listening on the configured address
@@ -176,6 +181,8 @@ func New(cfg *Config) (*Mesh, error) {
 		logger:       logger,
 		updateWait:   max(5*mc.GossipInterval, mc.ProbeInterval),
 		departWindow: mc.GossipToTheDeadTime,
+		deadGrace:    3 * mc.GossipInterval,
+		settle:       2 * mc.GossipInterval,
 		eventBuffer:  eventBuffer,
 		localMeta:    fitted,
 		metaBytes:    metaBytes,
@@ -370,6 +377,7 @@ func (m *Mesh) ForgetMember(name string) {
 		return
 	}
 	if e.member.State == StateDead || e.member.State == StateLeft {
+		m.dropDeadLocked(e)
 		delete(m.members, name)
 	}
 }
@@ -403,21 +411,43 @@ func (m *Mesh) Leave(timeout time.Duration) error {
 	m.mu.Unlock()
 
 	if m.numAlive() > 1 {
+		// memberlist marks a broadcast finished when it hands the last
+		// copy to the transport, not when the packet is out: pause a
+		// little after each so the intent goes out before the leave
+		// message, and the leave message before the caller's Close.
 		done := make(chan struct{})
 		m.broadcasts.QueueBroadcast(newIntentBroadcast(m.name, done))
-		t := time.NewTimer(timeout / 2)
-		select {
-		case <-done:
-		case <-t.C:
+		if !waitUntil(done, time.Now().Add(timeout/2)) {
 			m.logger.Warn("leave intent not fully gossiped before timeout; leaving anyway")
 		}
-		t.Stop()
+		waitUntil(nil, minTime(time.Now().Add(m.settle), deadline))
 	}
 	wait := max(time.Until(deadline), time.Millisecond) // memberlist waits forever on 0
 	if err := m.ml.Leave(wait); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
+	waitUntil(nil, minTime(time.Now().Add(m.settle), deadline))
 	return nil
+}
+
+// waitUntil waits until done is closed (nil: never) or the deadline passes,
+// and reports whether done was closed.
+func waitUntil(done <-chan struct{}, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Close shuts memberlist down without leaving (peers detect the node as

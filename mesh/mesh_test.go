@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/memberlist"
 	"go.uber.org/goleak"
 )
 
@@ -24,11 +26,12 @@ func TestMain(m *testing.M) {
 // testLogger returns a logger for test nodes: silent unless MESH_TEST_LOG is
 // set (memberlist goroutines may still log briefly after a test ends, so the
 // logger must not write through *testing.T).
-func testLogger() *slog.Logger {
+func testLogger(node string) *slog.Logger {
 	if os.Getenv("MESH_TEST_LOG") == "" {
 		return nil
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
+	return slog.New(h).With("node", node)
 }
 
 // eventually polls cond until it returns nil or timeout passes, then fails
@@ -45,7 +48,7 @@ func eventually(t *testing.T, timeout time.Duration, cond func() error) {
 func newNode(t *testing.T, name string, configure func(*Config)) *Mesh {
 	t.Helper()
 	c := LocalTestConfig(name)
-	c.Logger = testLogger()
+	c.Logger = testLogger(name)
 	if configure != nil {
 		configure(c)
 	}
@@ -110,7 +113,7 @@ func clusterMeta(i int) Meta {
 func makeCluster(t *testing.T, n int, configure func(i int, c *Config)) []*Mesh {
 	t.Helper()
 	return MakeCluster(t, n, func(i int, c *Config) {
-		c.Logger = testLogger()
+		c.Logger = testLogger(c.Name)
 		c.Meta = clusterMeta(i)
 		if configure != nil {
 			configure(i, c)
@@ -341,33 +344,94 @@ func TestFailureAndLeaveDetection(t *testing.T) {
 	}
 }
 
-// A node that saw a member die before learning it left corrects its view.
+// A node that reported a member dead before learning it left corrects its
+// view, directly from an intent or from another node's push/pull state.
 func TestDeadReclassifiedAsLeft(t *testing.T) {
 	nodes := makeCluster(t, 3, nil)
+	ch0, cancel0 := nodes[0].Subscribe()
+	defer cancel0()
+	ch1, cancel1 := nodes[1].Subscribe()
+	defer cancel1()
 	closeNode(t, nodes[2])
-	for _, m := range nodes[:2] {
-		eventually(t, 15*time.Second, func() error {
-			if mb, _ := m.Member("node-2"); mb.State != StateDead {
-				return fmt.Errorf("%s sees node-2 %s", m.LocalName(), mb.State)
-			}
-			return nil
-		})
-	}
-	ch, cancel := nodes[0].Subscribe()
-	defer cancel()
+	waitEvent(t, ch0, 15*time.Second, is(EventDead, "node-2"), nil)
+	waitEvent(t, ch1, 15*time.Second, is(EventDead, "node-2"), nil)
+
 	(*delegate)(nodes[0]).NotifyMsg(newIntentBroadcast("node-2", nil).Message())
-	waitEvent(t, ch, 5*time.Second, is(EventLeave, "node-2"), nil)
+	waitEvent(t, ch0, 5*time.Second, is(EventLeave, "node-2"), nil)
 	if mb, _ := nodes[0].Member("node-2"); mb.State != StateLeft {
 		t.Errorf("node-2 state = %s after intent, want left", mb.State)
 	}
 
 	// node-0's push/pull state now carries the leave to node-1.
-	ch1, cancel1 := nodes[1].Subscribe()
-	defer cancel1()
 	(*delegate)(nodes[1]).MergeRemoteState((*delegate)(nodes[0]).LocalState(false), false)
 	waitEvent(t, ch1, 5*time.Second, is(EventLeave, "node-2"), nil)
 	if mb, _ := nodes[1].Member("node-2"); mb.State != StateLeft {
 		t.Errorf("node-2 state on node-1 = %s after push/pull, want left", mb.State)
+	}
+}
+
+// fakeNode is a memberlist node fed straight to a Mesh's event delegate.
+func fakeNode(name string, meta Meta) *memberlist.Node {
+	b, _ := meta.Encode()
+	return &memberlist.Node{Name: name, Addr: net.IPv4(127, 0, 0, 9), Port: 9999, Meta: b}
+}
+
+// An EventDead is held for a short grace so a leave intent that arrives just
+// after the departure turns it into an EventLeave; a rejoin or Close releases
+// it at once.
+func TestDeadGrace(t *testing.T) {
+	m := newNode(t, "solo", nil)
+	ch, cancel := m.Subscribe()
+	defer cancel()
+	ev := (*eventDelegate)(m)
+	m.mu.Lock()
+	m.deadGrace = time.Minute // the held path must not race the clock
+	m.mu.Unlock()
+
+	// Departure, then the intent: only EventLeave.
+	ev.NotifyJoin(fakeNode("late-intent", Meta{ServerID: "a"}))
+	ev.NotifyLeave(fakeNode("late-intent", Meta{ServerID: "a"}))
+	if mb, _ := m.Member("late-intent"); mb.State != StateDead {
+		t.Errorf("state during grace = %s, want dead", mb.State)
+	}
+	(*delegate)(m).NotifyMsg(newIntentBroadcast("late-intent", nil).Message())
+	waitEvent(t, ch, 5*time.Second, is(EventJoin, "late-intent"), nil)
+	got := waitEvent(t, ch, 5*time.Second, is(EventLeave, "late-intent"), is(EventDead, "late-intent"))
+	if got.Member.State != StateLeft || got.Member.Meta.ServerID != "a" {
+		t.Errorf("leave event member = %+v", got.Member)
+	}
+
+	// Departure, then a rejoin: EventDead first, then EventJoin.
+	ev.NotifyJoin(fakeNode("flap", Meta{}))
+	ev.NotifyLeave(fakeNode("flap", Meta{}))
+	ev.NotifyJoin(fakeNode("flap", Meta{Version: "2"}))
+	var types []EventType
+	for len(types) < 3 {
+		e := waitEvent(t, ch, 5*time.Second, func(e Event) bool { return e.Member.Name == "flap" }, nil)
+		types = append(types, e.Type)
+	}
+	if fmt.Sprint(types) != fmt.Sprint([]EventType{EventJoin, EventDead, EventJoin}) {
+		t.Errorf("flap events = %v", types)
+	}
+
+	// A departure without intent is reported once the grace ends.
+	m.mu.Lock()
+	m.deadGrace = 20 * time.Millisecond
+	m.mu.Unlock()
+	ev.NotifyJoin(fakeNode("crashed", Meta{}))
+	ev.NotifyLeave(fakeNode("crashed", Meta{}))
+	waitEvent(t, ch, 5*time.Second, is(EventDead, "crashed"), is(EventLeave, "crashed"))
+
+	// Close releases a held EventDead before closing the channel.
+	m.mu.Lock()
+	m.deadGrace = time.Minute
+	m.mu.Unlock()
+	ev.NotifyJoin(fakeNode("at-close", Meta{}))
+	ev.NotifyLeave(fakeNode("at-close", Meta{}))
+	closeNode(t, m)
+	waitEvent(t, ch, 5*time.Second, is(EventDead, "at-close"), nil)
+	if _, ok := <-ch; ok {
+		t.Errorf("channel still open after Close")
 	}
 }
 

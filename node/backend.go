@@ -188,7 +188,7 @@ func (n *Node) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinRespons
 
 // firstJoin presents the token to the control plane, retrying while it is
 // unreachable or electing a leader, and saves what it answers.
-func (n *Node) firstJoin(ctx context.Context) error {
+func (n *Node) firstJoin(ctx context.Context, raftAddr string) error {
 	if n.cfg.Token == "" || n.cfg.ControlURL == "" {
 		return fmt.Errorf("%w: a shield's first start needs --token TOKEN and the control node URL", ErrNotJoined)
 	}
@@ -205,7 +205,7 @@ func (n *Node) firstJoin(ctx context.Context) error {
 		NodeName:   n.cfg.Name,
 		Addr:       n.advertiseIP,
 		GossipAddr: gossip,
-		RaftAddr:   n.store.Addr(),
+		RaftAddr:   raftAddr,
 		Version:    n.cfg.Version,
 	}
 	deadline := time.Now().Add(60 * time.Second)

@@ -29,6 +29,7 @@ type Node struct {
 	store   *raftstore.Store
 	mesh    *mesh.Mesh
 	lockF   *os.File
+	raftLn  net.Listener
 	started time.Time
 
 	advertiseIP string
@@ -81,16 +82,44 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	raftAdvertise, err := advertiseAddr(cfg.RaftBind, n.advertiseIP)
+	// The Raft listener comes first: a shield's first join tells the leader
+	// where to reach it, and the leader dials it as soon as it is admitted.
+	if n.raftLn, err = net.Listen("tcp", cfg.RaftBind); err != nil {
+		return nil, fmt.Errorf("raft listen %s: %w", cfg.RaftBind, err)
+	}
+	raftAdvertise, err := advertiseAddr(n.raftLn.Addr().String(), n.advertiseIP)
 	if err != nil {
 		return nil, err
 	}
+	shieldOnly := cfg.Shield && !cfg.Control
+	if shieldOnly && n.id == nil {
+		if err := n.firstJoin(ctx, raftAdvertise); err != nil {
+			return nil, err
+		}
+	} else if n.id == nil {
+		n.id = &identity{Name: cfg.Name, Control: cfg.Control, Shield: cfg.Shield, Profile: cfg.meshProfile(), CreatedAt: time.Now().UTC()}
+		if err := n.id.save(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	key, err := n.clusterKey()
+	if err != nil {
+		return nil, err
+	}
+
 	rc := raftstore.DefaultConfig()
 	rc.NodeID = cfg.Name
 	rc.DataDir = cfg.DataDir
-	rc.BindAddr = cfg.RaftBind
-	if _, port, _ := splitHostPort(cfg.RaftBind); port != 0 && raftAdvertise != cfg.RaftBind {
-		rc.AdvertiseAddr = raftAdvertise
+	adv, err := net.ResolveTCPAddr("tcp", raftAdvertise)
+	if err != nil {
+		return nil, fmt.Errorf("raft address %s: %w", raftAdvertise, err)
+	}
+	if len(key) > 0 {
+		if rc.StreamLayer, err = raftstore.NewTLSStreamLayer(n.raftLn, adv, key); err != nil {
+			return nil, err
+		}
+	} else {
+		rc.StreamLayer = raftstore.NewPlainStreamLayer(n.raftLn, adv)
 	}
 	rc.Logger = n.log.With("subsystem", "raft")
 	if cfg.RaftHeartbeatTimeout > 0 {
@@ -108,23 +137,13 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 	if cfg.RaftTrailingLogs > 0 {
 		rc.TrailingLogs = cfg.RaftTrailingLogs
 	}
-	if n.store, err = raftstore.Open(rc); err != nil {
+	n.store, err = raftstore.Open(rc)
+	n.raftLn = nil // owned by the store from here on, even when Open fails
+	if err != nil {
 		return nil, fmt.Errorf("open raft: %w", err)
 	}
-
-	// A shield-only node joins through the control plane once; afterwards
-	// its data dir carries what it needs.
-	if cfg.Shield && !cfg.Control {
-		if n.id == nil {
-			if err := n.firstJoin(ctx); err != nil {
-				return nil, err
-			}
-		} else if err := n.checkNotDecommissioned(); err != nil {
-			return nil, err
-		}
-	} else if n.id == nil {
-		n.id = &identity{Name: cfg.Name, Control: cfg.Control, Shield: cfg.Shield, Profile: cfg.meshProfile(), CreatedAt: time.Now().UTC()}
-		if err := n.id.save(cfg.DataDir); err != nil {
+	if shieldOnly {
+		if err := n.checkNotDecommissioned(); err != nil {
 			return nil, err
 		}
 	}
@@ -245,13 +264,9 @@ func (n *Node) openMesh() error {
 	if n.id != nil && n.id.Profile != "" && n.cfg.Shield && !n.cfg.Control {
 		mc.Profile = n.id.Profile
 	}
-	key := n.cfg.GossipKey
-	if len(key) == 0 && n.id != nil {
-		k, err := n.id.key()
-		if err != nil {
-			return fmt.Errorf("gossip key in %s: %w", identityFile, err)
-		}
-		key = k
+	key, err := n.clusterKey()
+	if err != nil {
+		return err
 	}
 	mc.SecretKey = key
 	mc.AllowPlaintext = n.cfg.AllowPlaintext || len(key) == 0 && n.cfg.Shield && !n.cfg.Control
@@ -294,6 +309,9 @@ func (n *Node) abortOpen() {
 	}
 	if n.store != nil {
 		n.store.Close(ctx)
+	}
+	if n.raftLn != nil {
+		n.raftLn.Close()
 	}
 	if n.lockF != nil {
 		n.lockF.Close()
@@ -474,6 +492,23 @@ func privateIP() (string, error) {
 		return fallback, nil
 	}
 	return "", errors.New("no usable IPv4 address found")
+}
+
+// clusterKey is the gossip key: from the config on control nodes, from the
+// identity a shield saved at join otherwise. It also keys the Raft
+// transport's TLS.
+func (n *Node) clusterKey() ([]byte, error) {
+	if len(n.cfg.GossipKey) > 0 {
+		return n.cfg.GossipKey, nil
+	}
+	if n.id == nil {
+		return nil, nil
+	}
+	k, err := n.id.key()
+	if err != nil {
+		return nil, fmt.Errorf("gossip key in %s: %w", identityFile, err)
+	}
+	return k, nil
 }
 
 func encodeKey(k []byte) string {

@@ -21,20 +21,23 @@ import (
 	"github.com/lumos-mesh/lumos/state"
 )
 
-// Errors returned by the Store. Errors from raft are wrapped, so
+// Errors returned by the Store. They are *state.Error values, so
+// state.CodeOf gives the stable code an API answers with, and errors.Is
+// matches them even when wrapped. Errors from raft are wrapped as well, so
 // errors.Is(err, raft.ErrNotLeader) also works.
 var (
-	// ErrNotLeader: the operation needs the leader and this node is not it
-	// (raft.ErrNotLeader), or it lost leadership while the operation was in
-	// flight (raft.ErrLeadershipLost: the command may or may not have been
-	// committed), or leadership is being transferred. Retry on the leader.
-	ErrNotLeader = errors.New("raftstore: not the leader")
-	// ErrAlreadyBootstrapped: Bootstrap was called on a node that already
-	// has raft state (wraps raft.ErrCantBootstrap).
-	ErrAlreadyBootstrapped = errors.New("raftstore: already bootstrapped")
-	// ErrClosed: the store was closed (wraps raft.ErrRaftShutdown when it
-	// comes from raft).
-	ErrClosed = errors.New("raftstore: closed")
+	// ErrNotLeader (code not_leader): the operation needs the leader and
+	// this node is not it (raft.ErrNotLeader), or it lost leadership while
+	// the operation was in flight (raft.ErrLeadershipLost: the command may
+	// or may not have been committed), or leadership is being transferred.
+	// Retry on the leader.
+	ErrNotLeader error = &state.Error{Code: state.CodeNotLeader, Message: "raftstore: not the leader"}
+	// ErrAlreadyBootstrapped (code conflict): Bootstrap was called on a
+	// node that already has raft state (wraps raft.ErrCantBootstrap).
+	ErrAlreadyBootstrapped error = &state.Error{Code: state.CodeConflict, Message: "raftstore: already bootstrapped"}
+	// ErrClosed (code unavailable): the store was closed, or raft shut down
+	// (wraps raft.ErrRaftShutdown when it comes from raft).
+	ErrClosed error = &state.Error{Code: state.CodeUnavailable, Message: "raftstore: closed"}
 )
 
 // Defaults for the fields of Config that raft does not default.
@@ -229,7 +232,7 @@ type Store struct {
 	raft      *raft.Raft
 	fsm       *FSM
 	bolt      *raftboltdb.BoltStore
-	transport *raft.NetworkTransport
+	transport *guardedTransport
 	hadState  bool
 
 	bootstrapped atomic.Bool
@@ -248,8 +251,19 @@ type Store struct {
 // transport and raft. It does not bootstrap: call Bootstrap on the first
 // node of a new cluster, or have the leader add this node.
 func Open(cfg *Config) (*Store, error) {
+	s, layerClosed, err := openStore(cfg)
+	if err != nil && !layerClosed && cfg != nil && cfg.StreamLayer != nil {
+		// The store owns a given stream layer, also when Open fails.
+		_ = cfg.StreamLayer.Close()
+	}
+	return s, err
+}
+
+// openStore does the work of Open; layerClosed reports whether a failed open
+// already closed the stream layer (by closing the transport built on it).
+func openStore(cfg *Config) (_ *Store, layerClosed bool, _ error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	c := *cfg
 	if c.ApplyTimeout == 0 {
@@ -267,13 +281,13 @@ func Open(cfg *Config) (*Store, error) {
 	}
 	rc, err := c.raftConfig()
 	if err != nil {
-		return nil, fmt.Errorf("open raft store: %w", err)
+		return nil, false, fmt.Errorf("open raft store: %w", err)
 	}
 
 	dir := filepath.Join(c.DataDir, "raft")
 	for _, d := range []string{c.DataDir, dir, filepath.Join(dir, "snapshots")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("open raft store: %w", err)
+			return nil, false, fmt.Errorf("open raft store: %w", err)
 		}
 	}
 
@@ -289,18 +303,12 @@ func Open(cfg *Config) (*Store, error) {
 	s.leaderSubs.publish(false)
 	hl := NewHCLogger(logger, "raft")
 
-	// The store owns a given stream layer: close it if Open fails before
-	// the transport (which closes it) exists.
-	cleanup := []func(){func() {
-		if s.transport == nil && c.StreamLayer != nil {
-			_ = c.StreamLayer.Close()
-		}
-	}}
-	fail := func(err error) (*Store, error) {
+	var cleanup []func()
+	fail := func(err error) (*Store, bool, error) {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()
 		}
-		return nil, fmt.Errorf("open raft store: %w", err)
+		return nil, layerClosed, fmt.Errorf("open raft store: %w", err)
 	}
 
 	s.bolt, err = raftboltdb.New(raftboltdb.Options{
@@ -330,9 +338,10 @@ func Open(cfg *Config) (*Store, error) {
 		MaxPool: c.MaxPool,
 		Timeout: c.TransportTimeout,
 	}
+	var nt *raft.NetworkTransport
 	if c.StreamLayer != nil {
 		tcfg.Stream = c.StreamLayer
-		s.transport = raft.NewNetworkTransportWithConfig(tcfg)
+		nt = raft.NewNetworkTransportWithConfig(tcfg)
 	} else {
 		var adv net.Addr
 		if c.AdvertiseAddr != "" {
@@ -340,13 +349,16 @@ func Open(cfg *Config) (*Store, error) {
 				return fail(fmt.Errorf("advertise address: %w", err))
 			}
 		}
-		if s.transport, err = raft.NewTCPTransportWithConfig(c.BindAddr, adv, tcfg); err != nil {
+		if nt, err = raft.NewTCPTransportWithConfig(c.BindAddr, adv, tcfg); err != nil {
 			return fail(fmt.Errorf("raft transport on %s: %w", c.BindAddr, err))
 		}
 	}
+	s.transport = &guardedTransport{NetworkTransport: nt}
 	cleanup = append(cleanup, func() {
+		s.transport.stopHeartbeats()
 		s.transport.CloseStreams()
-		_ = s.transport.Close()
+		_ = s.transport.Close() // closes the stream layer too
+		layerClosed = true
 	})
 
 	rc.Logger = hl
@@ -359,7 +371,7 @@ func Open(cfg *Config) (*Store, error) {
 	s.wg.Add(1)
 	go s.watchLeadership()
 	logger.Info("raft store open", "node_id", c.NodeID, "addr", s.Addr(), "existing_state", s.hadState)
-	return s, nil
+	return s, false, nil
 }
 
 // watchLeadership forwards raft's leadership notifications to the
@@ -410,6 +422,10 @@ func (s *Store) shutdown() error {
 	}
 	close(s.done)
 	s.wg.Wait()
+	// Raft's heartbeat fast path runs on transport goroutines that
+	// Shutdown does not wait for: make sure none is inside raft before the
+	// log store goes away (raft panics when it cannot persist the term).
+	s.transport.stopHeartbeats()
 	s.transport.CloseStreams()
 	if err := s.transport.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close transport: %w", err))
@@ -650,3 +666,46 @@ func (s *Store) Raft() *raft.Raft { return s.raft }
 // LastContact returns when this node last heard from the leader (the time
 // it stepped down, on a former leader; zero if never).
 func (s *Store) LastContact() time.Time { return s.raft.LastContact() }
+
+// guardedTransport is a NetworkTransport whose heartbeat handler can be
+// switched off and waited for. Raft calls the handler directly from the
+// transport's connection goroutines, which raft.Shutdown neither stops nor
+// waits for; without the guard a heartbeat arriving during Close could
+// reach raft after its stores were closed.
+type guardedTransport struct {
+	*raft.NetworkTransport
+
+	mu      sync.RWMutex // held for reading while a heartbeat is handled
+	stopped bool
+}
+
+var (
+	_ raft.Transport   = (*guardedTransport)(nil)
+	_ raft.WithClose   = (*guardedTransport)(nil)
+	_ raft.WithPreVote = (*guardedTransport)(nil)
+)
+
+// SetHeartbeatHandler installs cb behind the guard.
+func (t *guardedTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		t.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		t.mu.RLock()
+		defer t.mu.RUnlock()
+		if t.stopped {
+			rpc.Respond(nil, raft.ErrRaftShutdown)
+			return
+		}
+		cb(rpc)
+	})
+}
+
+// stopHeartbeats waits for a heartbeat being handled and refuses later
+// ones.
+func (t *guardedTransport) stopHeartbeats() {
+	t.mu.Lock()
+	t.stopped = true
+	t.mu.Unlock()
+}

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,7 +261,7 @@ func TestSingleNode(t *testing.T) {
 	if err := s.Barrier(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Bootstrap(nil); !errors.Is(err, ErrAlreadyBootstrapped) || !errors.Is(err, raft.ErrCantBootstrap) {
+	if err := s.Bootstrap(nil); !errors.Is(err, ErrAlreadyBootstrapped) || !errors.Is(err, raft.ErrCantBootstrap) || !errors.Is(err, state.ErrConflict) {
 		t.Fatalf("second bootstrap: %v", err)
 	}
 	if snap := s.Snapshot(); snap.Servers["srv-1"] == nil {
@@ -270,7 +273,7 @@ func TestSingleNode(t *testing.T) {
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatalf("second close: %v", err)
 	}
-	if _, err := s.Apply(context.Background(), eventCmd("x")); !errors.Is(err, ErrClosed) {
+	if _, err := s.Apply(context.Background(), eventCmd("x")); !errors.Is(err, ErrClosed) || state.CodeOf(err) != state.CodeUnavailable {
 		t.Fatalf("apply after close: %v", err)
 	}
 	for v := range leaderCh { // closed by Close, false last
@@ -465,20 +468,28 @@ func TestCluster(t *testing.T) {
 	leader = c.leader(10*time.Second, voters...)
 	c.converged(10*time.Second, leader, voters...)
 
-	// Apply on a follower is refused.
-	var follower *Store
-	for _, id := range voters {
-		if id != leader.ID() {
-			follower = c.nodes[id]
-			break
+	// Apply on a follower is refused. (Under heavy load the follower may
+	// win an election just then; the event it applies is harmless.)
+	waitFor(t, 10*time.Second, func() bool {
+		var follower *Store
+		for _, id := range voters {
+			if !c.nodes[id].IsLeader() {
+				follower = c.nodes[id]
+				break
+			}
 		}
-	}
-	if _, err := follower.Apply(context.Background(), eventCmd("from follower")); !errors.Is(err, ErrNotLeader) || !errors.Is(err, raft.ErrNotLeader) {
-		t.Fatalf("apply on follower: %v, want ErrNotLeader", err)
-	}
-	if err := follower.AddNonvoter("x", "127.0.0.1:1", time.Second); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("add nonvoter on follower: %v", err)
-	}
+		_, err := follower.Apply(context.Background(), eventCmd("from follower"))
+		if err == nil {
+			return false
+		}
+		if !errors.Is(err, ErrNotLeader) || !errors.Is(err, raft.ErrNotLeader) || state.CodeOf(err) != state.CodeNotLeader {
+			t.Fatalf("apply on follower: %v, want ErrNotLeader", err)
+		}
+		if err := follower.AddNonvoter("x", "127.0.0.1:1", time.Second); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("add nonvoter on follower: %v", err)
+		}
+		return true
+	})
 
 	// A shield joins as a non-voter and receives everything.
 	shield := c.open("shield-1")
@@ -564,6 +575,33 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("shield watch %d, fsm_index %d", idx, stat(shield, "fsm_index"))
 	}
 
+	// Removing the shield: raft stops replicating to it after sending the
+	// configuration that leaves it out, and the shield sees that
+	// configuration (it does not shut itself down: ShutdownOnRemove only
+	// concerns a leader removing itself).
+	waitFor(t, 15*time.Second, func() bool {
+		err := c.leader(10*time.Second, alive...).RemoveServer("shield-1", 5*time.Second)
+		if err != nil && !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("remove server: %v", err)
+		}
+		return err == nil
+	})
+	if conf, err := c.leader(10*time.Second, alive...).Configuration(); err != nil || len(conf) != 3 {
+		t.Fatalf("configuration after removal: %+v, %v", conf, err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		conf, err := shield.Configuration()
+		if err != nil {
+			t.Fatalf("configuration on the removed shield: %v", err)
+		}
+		for _, s := range conf {
+			if s.ID == "shield-1" {
+				return false
+			}
+		}
+		return len(conf) == 3
+	})
+
 	// Close another voter: one of three cannot commit.
 	c.close(alive[0])
 	last := c.nodes[alive[1]]
@@ -579,4 +617,154 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("minority apply: %v after %s", err, time.Since(start).Round(time.Millisecond))
 	waitFor(t, 5*time.Second, func() bool { return !last.IsLeader() })
+}
+
+// countingLayer is a raft.StreamLayer over TCP that counts its use.
+type countingLayer struct {
+	net.Listener
+	dials  atomic.Int32
+	closed atomic.Bool
+}
+
+func (l *countingLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	l.dials.Add(1)
+	return net.DialTimeout("tcp", string(addr), timeout)
+}
+
+func (l *countingLayer) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
+}
+
+func TestStreamLayer(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := &countingLayer{Listener: ln}
+	cfg := testConfig("ctl-1", t.TempDir())
+	cfg.BindAddr = "" // unused with a stream layer
+	cfg.StreamLayer = layer
+	a := open(t, cfg)
+	if a.Addr() != ln.Addr().String() {
+		t.Fatalf("Addr %s, want the layer's %s", a.Addr(), ln.Addr())
+	}
+	b := open(t, testConfig("shield-1", t.TempDir()))
+	if err := a.Bootstrap(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, a.IsLeader)
+	if err := a.AddNonvoter(b.ID(), b.Addr(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, a, addServerCmd("srv-1", "edge-1"))
+	waitFor(t, 5*time.Second, func() bool { return hasServer(b, "srv-1") })
+	if layer.dials.Load() == 0 {
+		t.Fatal("the leader did not dial through the stream layer")
+	}
+	closeStore(t, a)
+	if !layer.closed.Load() {
+		t.Fatal("Close did not close the stream layer")
+	}
+
+	// Open closes the layer when it fails.
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer2 := &countingLayer{Listener: ln2}
+	bad := testConfig("ctl-2", t.TempDir())
+	bad.StreamLayer = layer2
+	if err := os.WriteFile(filepath.Join(bad.DataDir, "raft"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(bad); err == nil {
+		t.Fatal("Open succeeded with DataDir/raft being a file")
+	}
+	if !layer2.closed.Load() {
+		t.Fatal("failed Open did not close the stream layer")
+	}
+}
+
+func TestOpenLayoutAndAdvertise(t *testing.T) {
+	cfg := testConfig("ctl-1", filepath.Join(t.TempDir(), "data"))
+	cfg.AdvertiseAddr = "127.0.0.1:7399"
+	s := open(t, cfg)
+	if s.Addr() != "127.0.0.1:7399" {
+		t.Fatalf("Addr %s, want the advertised address", s.Addr())
+	}
+	for _, p := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "raft"), filepath.Join(cfg.DataDir, "raft", "snapshots")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, want a 0700 directory", p, fi.Mode())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "raft", "raft.db")); err != nil {
+		t.Errorf("raft.db: %v", err)
+	}
+	if st := s.Stats(); st["node_id"] != "ctl-1" || st["state"] != "Follower" || st["fsm_index"] != "0" {
+		t.Errorf("stats %v", st)
+	}
+}
+
+// TestHeartbeatGuard checks that stopHeartbeats waits for a heartbeat that
+// is being handled and refuses later ones, so Close never closes the log
+// store under raft's heartbeat fast path.
+func TestHeartbeatGuard(t *testing.T) {
+	nt, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{MaxPool: 1, Timeout: 2 * time.Second, Logger: NewHCLogger(nil, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gt := &guardedTransport{NetworkTransport: nt}
+	defer func() {
+		gt.CloseStreams()
+		_ = gt.Close()
+	}()
+	entered, release := make(chan struct{}), make(chan struct{})
+	gt.SetHeartbeatHandler(func(rpc raft.RPC) {
+		close(entered)
+		<-release
+		rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil)
+	})
+
+	client, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{MaxPool: 1, Timeout: 2 * time.Second, Logger: NewHCLogger(nil, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		client.CloseStreams()
+		_ = client.Close()
+	}()
+	heartbeat := func() error {
+		req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("leader"), Addr: []byte(client.LocalAddr())}, Term: 1}
+		return client.AppendEntries("node", gt.LocalAddr(), req, &raft.AppendEntriesResponse{})
+	}
+	first := make(chan error, 1)
+	go func() { first <- heartbeat() }()
+	<-entered
+
+	stopped := make(chan struct{})
+	go func() {
+		gt.stopHeartbeats()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Fatal("stopHeartbeats returned while a heartbeat was being handled")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if _, ok := recv(t, stopped, 5*time.Second); ok {
+		t.Fatal("stopped channel delivered a value")
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("heartbeat in flight: %v", err)
+	}
+	if err := heartbeat(); err == nil || !strings.Contains(err.Error(), raft.ErrRaftShutdown.Error()) {
+		t.Fatalf("heartbeat after stop: %v, want %v", err, raft.ErrRaftShutdown)
+	}
 }
