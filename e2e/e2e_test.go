@@ -374,6 +374,7 @@ func TestBadInputsLeaveStateUnchanged(t *testing.T) {
 		return nil
 	})
 	waitCurrent(t, c, 10*time.Second, "s1", "s2")
+	waitConverged(t, c, 10*time.Second)
 
 	volatile := []string{"last_seen", "uptime_seconds"}
 	domainsBefore := c.JSON(&[]domainJSON{}, "domain", "list")
@@ -398,7 +399,8 @@ func TestBadInputsLeaveStateUnchanged(t *testing.T) {
 		want string // in the error line, case-insensitive
 	}{
 		{"domain with empty label", add("bad..example.com", "10.0.0.5:80"), nil, "empty label"},
-		{"domain with leading hyphen", add("-bad.example.com", "10.0.0.5:80"), nil, "'-'"},
+		{"domain with leading hyphen", []string{"domain", "add", "--origin", "10.0.0.5:80", "--", "-bad.example.com"}, nil, "'-'"},
+		{"domain with trailing hyphen", add("bad-.example.com", "10.0.0.5:80"), nil, "'-'"},
 		{"single-label domain", add("localhost", "10.0.0.5:80"), nil, "two labels"},
 		{"domain with underscore", add("exa_mple.com", "10.0.0.5:80"), nil, `"_"`},
 		{"domain with space", add("exa mple.com", "10.0.0.5:80"), nil, "domain name"},
@@ -479,10 +481,12 @@ func TestBadInputsLeaveStateUnchanged(t *testing.T) {
 		}
 	}
 
-	// Nothing changed, on any control node.
+	// Nothing changed, on any control node. Server statuses come from
+	// gossip, not from the replicated state: a node wrongly suspected while
+	// the machine is loaded may show offline for a while, so allow time.
 	for _, n := range c.ControlNames() {
 		addr := c.ControlAddr(n)
-		eventually(t, 5*time.Second, n+" holds the state from before", func() error {
+		took := eventually(t, 30*time.Second, n+" holds the state from before", func() error {
 			if got, err := c.tryJSON(nil, "--addr", addr, "domain", "list"); err != nil || got != domainsBefore {
 				return fmt.Errorf("domain list changed (err %v):\nbefore %s\nafter %s", err, domainsBefore, got)
 			}
@@ -501,6 +505,9 @@ func TestBadInputsLeaveStateUnchanged(t *testing.T) {
 			}
 			return nil
 		})
+		if took > time.Second {
+			t.Logf("%s showed the state from before only after %s (gossip status flapped)", n, took.Round(time.Millisecond))
+		}
 	}
 }
 
@@ -627,7 +634,7 @@ func TestShieldJoinRefusals(t *testing.T) {
 			t.Fatalf("s1 was restarted with LUMOS_TOKEN in its environment")
 		}
 	}
-	took := eventually(t, 20*time.Second, "s1 is online again", func() error {
+	took := eventually(t, 30*time.Second, "s1 is online again", func() error {
 		var s serverJSON
 		if _, err := c.tryJSON(&s, "server", "show", "s1"); err != nil {
 			return err
@@ -772,6 +779,44 @@ func waitCurrent(t *testing.T, c *Cluster, timeout time.Duration, shields ...str
 			}
 			if s.Status != "online" || !s.Current {
 				return fmt.Errorf("%s: status %s current %v applied %d", name, s.Status, s.Current, s.AppliedIndex)
+			}
+		}
+		return nil
+	})
+}
+
+// waitConverged waits until every node of the mesh, as each control node
+// sees it, has applied the leader's last index.
+func waitConverged(t *testing.T, c *Cluster, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "every node applied the leader's last index", func() error {
+		leader := ""
+		for _, n := range c.ControlNames() {
+			st, err := c.Status(n)
+			if err != nil {
+				return err
+			}
+			if st.Leader == "" || leader != "" && st.Leader != leader {
+				return fmt.Errorf("%s says the leader is %q", n, st.Leader)
+			}
+			leader = st.Leader
+		}
+		lst, err := c.Status(leader)
+		if err != nil {
+			return err
+		}
+		for _, n := range c.ControlNames() {
+			st, err := c.Status(n)
+			if err != nil {
+				return err
+			}
+			if st.AppliedIndex != lst.AppliedIndex {
+				return fmt.Errorf("%s applied %d, leader %s %d", n, st.AppliedIndex, leader, lst.AppliedIndex)
+			}
+			for _, nd := range st.Nodes {
+				if nd.GossipState == "alive" && nd.Applied != lst.AppliedIndex {
+					return fmt.Errorf("%s sees %s at index %d, leader %s at %d", n, nd.Name, nd.Applied, leader, lst.AppliedIndex)
+				}
 			}
 		}
 		return nil

@@ -424,6 +424,22 @@ func (c *Cluster) cleanup() {
 }
 
 func (c *Cluster) dumpLogs() {
+	for _, n := range c.ControlNames() {
+		if pid, ok := c.pids()[n]; !ok || !processAlive(pid) {
+			continue
+		}
+		st, err := c.Status(n)
+		if err != nil {
+			c.t.Logf("==== status from %s: %v", n, err)
+			continue
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "leader %q term %d commit %d applied %d; nodes:", st.Leader, st.Term, st.CommitIndex, st.AppliedIndex)
+		for _, nd := range st.Nodes {
+			fmt.Fprintf(&b, " %s=%s/%s/%d", nd.Name, nd.GossipState, nd.Suffrage, nd.Applied)
+		}
+		c.t.Logf("==== status from %s: %s", n, b.String())
+	}
 	files, _ := filepath.Glob(filepath.Join(c.Dir, "*.log"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)

@@ -98,6 +98,10 @@ func DevConfig(dataDir string) *Config {
 	c.HTTPAddr = DefaultHTTPAddr
 	c.AllowPlaintext = true
 	c.Profile = "local"
+	// One voter on loopback: elect it quickly.
+	c.RaftHeartbeatTimeout = 500 * time.Millisecond
+	c.RaftElectionTimeout = 500 * time.Millisecond
+	c.RaftLeaderLease = 250 * time.Millisecond
 	return c
 }
 

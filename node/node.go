@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 	} else {
 		rc.StreamLayer = raftstore.NewPlainStreamLayer(n.raftLn, adv)
 	}
-	rc.Logger = n.log.With("subsystem", "raft")
+	rc.Logger = n.log
 	if cfg.RaftHeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
 	}

@@ -452,3 +452,25 @@ func TestDataDirLockedAndOwned(t *testing.T) {
 func contains(s, sub string) bool {
 	return strings.Contains(s, sub)
 }
+
+// TestShieldKeepsStateWithoutControlPlane: with every control node down, a
+// restarted shield still holds the whole state from its own disk.
+func TestShieldKeepsStateWithoutControlPlane(t *testing.T) {
+	c := NewTestCluster(t, TestClusterOptions{})
+	c.AddShield("s1")
+	ctx := ctxT(t)
+	if _, err := c.Client().AddDomain(ctx, &api.AddDomainRequest{Name: "kept.example.com", Origins: []string{"10.0.0.1:80"}, Servers: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitConverged(10 * time.Second)
+	want := stateJSON(c.Node("s1"))
+	for _, n := range c.Controls() {
+		c.Kill(n.Name())
+	}
+	c.Stop("s1")
+	s1 := c.Restart("s1")
+	c.WaitFor(5*time.Second, func() bool { return string(stateJSON(s1)) == string(want) }, "s1's state back from its disk")
+	if _, leader := s1.Store().Leader(); leader != "" {
+		t.Fatalf("s1 knows a leader (%s) with every control node down", leader)
+	}
+}

@@ -36,16 +36,21 @@ type FSM struct {
 	watch    *broadcaster[uint64]
 	applied  atomic.Bool   // a command was applied or a snapshot restored
 	restores atomic.Uint64 // number of snapshot restores
+
+	// confChanged is signalled (never blocking) when a configuration entry
+	// is committed; the store snapshots soon after (see commitTracking).
+	confChanged chan struct{}
 }
 
 var (
-	_ raft.FSM         = (*FSM)(nil)
-	_ raft.BatchingFSM = (*FSM)(nil)
+	_ raft.FSM                = (*FSM)(nil)
+	_ raft.BatchingFSM        = (*FSM)(nil)
+	_ raft.ConfigurationStore = (*FSM)(nil)
 )
 
 // NewFSM returns an FSM holding an empty state (state.New).
 func NewFSM() *FSM {
-	return &FSM{st: state.New(), watch: newBroadcaster[uint64]()}
+	return &FSM{st: state.New(), watch: newBroadcaster[uint64](), confChanged: make(chan struct{}, 1)}
 }
 
 // Apply applies one committed log entry. Entries that are not commands
@@ -70,7 +75,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	changed := false
 	f.mu.Lock()
+	conf := false
 	for i, l := range logs {
+		if l.Type == raft.LogConfiguration {
+			conf = true
+		}
 		if l.Type != raft.LogCommand {
 			continue
 		}
@@ -82,6 +91,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.mu.Unlock()
 	if changed {
 		f.watch.publish(idx)
+	}
+	if conf {
+		f.signalConfChanged()
 	}
 	return out
 }
@@ -298,4 +310,19 @@ func (b *broadcaster[T]) latest() (T, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.last, b.hasLast
+}
+
+// StoreConfiguration implements raft.ConfigurationStore: raft calls it when
+// a configuration entry is committed. The FSM only signals it.
+func (f *FSM) StoreConfiguration(index uint64, c raft.Configuration) {
+	f.signalConfChanged()
+}
+
+// signalConfChanged tells the store a configuration entry was committed
+// (raft hands them to ApplyBatch, or to StoreConfiguration without batching).
+func (f *FSM) signalConfChanged() {
+	select {
+	case f.confChanged <- struct{}{}:
+	default:
+	}
 }

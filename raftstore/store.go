@@ -64,7 +64,10 @@ type Config struct {
 	// concrete IP. Required when BindAddr is an unspecified address
 	// (0.0.0.0 or ::).
 	AdvertiseAddr string
-	// Logger receives the store's and raft's logs; nil discards them.
+	// Logger receives the store's and raft's logs; nil discards them. The
+	// store adds the "subsystem" attribute itself ("raft", and
+	// "raft.snapshot", "raft.transport" for raft's parts), so pass a
+	// logger without one.
 	Logger *slog.Logger
 
 	// Raft timings; zero means the raft default (heartbeat and election
@@ -229,11 +232,14 @@ type Store struct {
 	cfg    Config
 	logger *slog.Logger
 
-	raft      *raft.Raft
-	fsm       *FSM
-	bolt      *raftboltdb.BoltStore
-	transport *guardedTransport
-	hadState  bool
+	raft *raft.Raft
+	fsm  *FSM
+	bolt *raftboltdb.BoltStore
+	// noCloseSnapshot makes Close skip its snapshot, so tests can see what
+	// a crashed node recovers.
+	noCloseSnapshot bool
+	transport       *guardedTransport
+	hadState        bool
 
 	bootstrapped atomic.Bool
 	leaderSubs   *broadcaster[bool]
@@ -293,7 +299,7 @@ func openStore(cfg *Config) (_ *Store, layerClosed bool, _ error) {
 
 	s := &Store{
 		cfg:        c,
-		logger:     logger,
+		logger:     logger.With(SubsystemKey, "raft"),
 		fsm:        NewFSM(),
 		leaderSubs: newBroadcaster[bool](),
 		notifyCh:   make(chan bool, 1),
@@ -324,9 +330,13 @@ func openStore(cfg *Config) (_ *Store, layerClosed bool, _ error) {
 	if err != nil {
 		return fail(err)
 	}
-	logs, err := raft.NewLogCache(512, s.bolt)
+	cache, err := raft.NewLogCache(512, s.bolt)
 	if err != nil {
 		return fail(err)
+	}
+	logs := newCommitTracking(cache, s.bolt)
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		logs.floor = metas[0].Index
 	}
 	s.hadState, err = raft.HasExistingState(logs, s.bolt, snaps)
 	if err != nil {
@@ -363,14 +373,16 @@ func openStore(cfg *Config) (_ *Store, layerClosed bool, _ error) {
 
 	rc.Logger = hl
 	rc.NotifyCh = s.notifyCh
+	rc.RestoreCommittedLogs = true
 	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.bolt, snaps, s.transport)
 	if err != nil {
 		return fail(err)
 	}
 
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.watchLeadership()
-	logger.Info("raft store open", "node_id", c.NodeID, "addr", s.Addr(), "existing_state", s.hadState)
+	go s.snapshotOnConfigChange()
+	s.logger.Info("raft store open", "node_id", c.NodeID, "addr", s.Addr(), "existing_state", s.hadState)
 	return s, false, nil
 }
 
@@ -417,6 +429,13 @@ func (s *Store) Close(ctx context.Context) error {
 
 func (s *Store) shutdown() error {
 	var errs []error
+	// A snapshot at a clean stop lets the next start restore the whole
+	// state at once, without waiting for a leader.
+	if !s.noCloseSnapshot {
+		if err := s.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			s.logger.Debug("snapshot at close", "err", err)
+		}
+	}
 	if err := s.raft.Shutdown().Error(); err != nil {
 		errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 	}
@@ -652,9 +671,10 @@ func (s *Store) Stats() map[string]string {
 	return m
 }
 
-// TakeSnapshot makes raft take a snapshot now and compact the log.
+// TakeSnapshot makes raft take a snapshot now and compact the log (a no-op
+// when nothing was applied since the last one).
 func (s *Store) TakeSnapshot() error {
-	if err := s.raft.Snapshot().Error(); err != nil {
+	if err := s.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return fmt.Errorf("snapshot: %w", mapErr(err))
 	}
 	return nil
@@ -708,4 +728,29 @@ func (t *guardedTransport) stopHeartbeats() {
 	t.mu.Lock()
 	t.stopped = true
 	t.mu.Unlock()
+}
+
+// snapshotOnConfigChange takes a snapshot shortly after a configuration
+// entry is committed. Committed entries past the last snapshot are replayed
+// at open only up to the first configuration entry (see commitTracking), so
+// moving the snapshot past each one keeps the whole log replayable.
+func (s *Store) snapshotOnConfigChange() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.fsm.confChanged:
+		}
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := s.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			s.logger.Debug("snapshot after configuration change", "err", err)
+		}
+	}
 }
