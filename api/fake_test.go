@@ -114,9 +114,11 @@ func (f *fakeBackend) Apply(ctx context.Context, cmd *state.Command) (any, error
 func (f *fakeBackend) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, error) {
 	var sv *state.Server
 	f.View(func(st *state.State) {
-		if s := st.ServerByTokenHash(state.HashToken(req.Token)); s != nil {
-			v := *s
-			sv = &v
+		for _, s := range st.Servers {
+			if s.TokenPrefix == req.TokenPrefix && req.Verify(s.TokenHash) {
+				v := *s
+				sv = &v
+			}
 		}
 	})
 	if sv == nil {
@@ -126,7 +128,11 @@ func (f *fakeBackend) Join(ctx context.Context, req *JoinRequest) (*JoinResponse
 	if _, err := f.Apply(ctx, cmd); err != nil {
 		return nil, err
 	}
-	return &JoinResponse{ServerID: sv.ID, ServerName: sv.Name, GossipPeers: []string{"127.0.0.1:7946"}, Profile: "local"}, nil
+	sealed, err := SealJoin(sv.TokenHash, req, &JoinSecret{GossipPeers: []string{"127.0.0.1:7946"}, Profile: "local"})
+	if err != nil {
+		return nil, err
+	}
+	return &JoinResponse{ServerID: sv.ID, ServerName: sv.Name, Sealed: sealed}, nil
 }
 
 func (f *fakeBackend) Now() time.Time {

@@ -210,16 +210,29 @@ func TestJoin(t *testing.T) {
 	// No admin token needed: the server token is the credential.
 	shield := got(NewClient(e.srv.URL, "")).ok(t)
 	defer shield.CloseIdleConnections()
-	resp := got(shield.Join(ctx, &JoinRequest{Token: added.Token, NodeName: "node-a", Addr: "10.0.0.7", GossipAddr: "10.0.0.7:7946", RaftAddr: "10.0.0.7:7947"})).ok(t)
-	if resp.ServerID != added.Server.ID || resp.ServerName != "web-1" || len(resp.GossipPeers) != 1 {
+	req := signedJoin(t, added.Token, "node-a")
+	resp := got(shield.Join(ctx, req)).ok(t)
+	if resp.ServerID != added.Server.ID || resp.ServerName != "web-1" {
 		t.Fatalf("join: %+v", resp)
+	}
+	// Only the token's holder can open the answer, and the token never
+	// crossed the wire.
+	secret, err := OpenJoin(added.Token, req, resp.Sealed)
+	if err != nil || len(secret.GossipPeers) != 1 {
+		t.Fatalf("open join answer: %+v %v", secret, err)
+	}
+	if _, err := OpenJoin("lmt_someoneelsesveryrandomtoken00", req, resp.Sealed); !errors.Is(err, ErrJoinProof) {
+		t.Fatalf("answer opened with another token: %v", err)
+	}
+	if strings.Contains(jsonString(req), added.Token) {
+		t.Fatal("the join request carries the token")
 	}
 	sv := got(e.client.Server(ctx, "web-1")).ok(t)
 	if sv.NodeName != "node-a" || sv.IP != "10.0.0.7" {
 		t.Fatalf("bound server: %+v", sv)
 	}
 	// An empty token is refused without reaching the backend.
-	_, err := shield.Join(ctx, &JoinRequest{NodeName: "node-b"})
+	_, err = shield.Join(ctx, &JoinRequest{NodeName: "node-b"})
 	var ae *Error
 	if !errors.As(err, &ae) || ae.StatusCode != 401 || ae.Field != "token" {
 		t.Fatalf("empty token: %#v", err)
@@ -234,8 +247,8 @@ func TestJoinRateLimit(t *testing.T) {
 	shield := got(NewClient(e.srv.URL, "")).ok(t)
 	defer shield.CloseIdleConnections()
 
-	good := &JoinRequest{Token: added.Token, NodeName: "node-a", Addr: "10.0.0.7", RaftAddr: "10.0.0.7:7947"}
-	bad := &JoinRequest{Token: "lmt_guess", NodeName: "node-x"}
+	good := signedJoin(t, added.Token, "node-a")
+	bad := signedJoin(t, added.Token[:len(added.Token)-1]+"x", "node-x")
 	// Successful joins cost nothing.
 	for i := 0; i < 3*joinBurst; i++ {
 		got(shield.Join(ctx, good)).ok(t)
@@ -282,7 +295,7 @@ func TestJoinThroughFollower(t *testing.T) {
 	fe := newEnv(t, follower)
 	shield := got(NewClient(fe.srv.URL, "")).ok(t)
 	defer shield.CloseIdleConnections()
-	resp := got(shield.Join(context.Background(), &JoinRequest{Token: added.Token, NodeName: "node-a", Addr: "10.0.0.7", RaftAddr: "10.0.0.7:7947"})).ok(t)
+	resp := got(shield.Join(context.Background(), signedJoin(t, added.Token, "node-a"))).ok(t)
 	if resp.ServerID != added.Server.ID {
 		t.Fatalf("join via follower: %+v", resp)
 	}
@@ -365,4 +378,13 @@ func TestFailLimiter(t *testing.T) {
 	if len(l.buckets) > joinMaxKeys+1 {
 		t.Fatalf("%d buckets", len(l.buckets))
 	}
+}
+
+func signedJoin(t *testing.T, token, node string) *JoinRequest {
+	t.Helper()
+	req, err := NewJoinRequest(token, time.Now(), node, "10.0.0.7", "10.0.0.7:7946", "10.0.0.7:7947", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

@@ -355,8 +355,8 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if strings.TrimSpace(req.Token) == "" {
-		writeError(w, &state.Error{Code: state.CodeUnauthorized, Field: "token", Message: "a server token is required: use the one printed by lumos server add"})
+	if strings.TrimSpace(req.TokenPrefix) == "" || req.MAC == "" || req.Nonce == "" {
+		writeError(w, &state.Error{Code: state.CodeUnauthorized, Field: "token", Message: "a signed join request is required: join with the token printed by lumos server add"})
 		return
 	}
 	resp, err := s.b.Join(r.Context(), &req)

@@ -181,24 +181,26 @@ type StatusResponse struct {
 	Plan         PlanInfo       `json:"plan"`
 }
 
-// JoinRequest is what a shield presents to POST /v1/join. The token is the
-// server's connection token; the rest describes the joining node.
+// JoinRequest is what a shield presents to POST /v1/join. It proves the
+// shield holds a server token without carrying it (see NewJoinRequest):
+// TokenPrefix finds the server, MAC is an HMAC over every field keyed from
+// the token's hash.
 type JoinRequest struct {
-	Token      string `json:"token"`
-	NodeName   string `json:"node_name"`
-	Addr       string `json:"addr"`        // advertise IP
-	GossipAddr string `json:"gossip_addr"` // IP:PORT
-	RaftAddr   string `json:"raft_addr"`   // IP:PORT
-	Version    string `json:"version,omitempty"`
+	TokenPrefix string `json:"token_prefix"`
+	NodeName    string `json:"node_name"`
+	Addr        string `json:"addr"`        // advertise IP
+	GossipAddr  string `json:"gossip_addr"` // IP:PORT
+	RaftAddr    string `json:"raft_addr"`   // IP:PORT
+	Version     string `json:"version,omitempty"`
+	Time        int64  `json:"time"`  // unix seconds
+	Nonce       string `json:"nonce"` // base64, 16 random bytes
+	MAC         string `json:"mac"`   // hex HMAC-SHA256
 }
 
-// JoinResponse gives an accepted shield what it needs to enter the mesh.
-// It carries the gossip key, so it is only ever sent to a holder of a valid
-// token.
+// JoinResponse admits a shield. Sealed holds a JoinSecret (the gossip key
+// and peers) that only the holder of the token can open (OpenJoin).
 type JoinResponse struct {
-	ServerID    string   `json:"server_id"`
-	ServerName  string   `json:"server_name"`
-	GossipKey   string   `json:"gossip_key,omitempty"` // base64; empty when gossip is not encrypted (dev)
-	GossipPeers []string `json:"gossip_peers"`         // control nodes' gossip IP:PORT
-	Profile     string   `json:"profile,omitempty"`    // gossip profile in use
+	ServerID   string `json:"server_id"`
+	ServerName string `json:"server_name"`
+	Sealed     string `json:"sealed"`
 }

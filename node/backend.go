@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -133,16 +134,24 @@ func (n *Node) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinRespons
 	if h, _, err := splitHostPort(req.RaftAddr); err != nil || net.ParseIP(h) == nil || net.ParseIP(h).IsUnspecified() {
 		return nil, &state.Error{Code: state.CodeInvalid, Field: "raft_addr", Message: fmt.Sprintf("raft address %q is not a usable IP:PORT", req.RaftAddr)}
 	}
-	hash := state.HashToken(req.Token)
+	if err := req.CheckTime(time.Now()); err != nil {
+		return nil, &state.Error{Code: state.CodeUnauthorized, Field: "time", Message: err.Error()}
+	}
 	var sv *state.Server
 	n.store.View(func(st *state.State) {
-		if s := st.ServerByTokenHash(hash); s != nil && state.HashesEqual(s.TokenHash, hash) {
-			v := *s
-			sv = &v
+		for _, s := range st.SortedServers() {
+			if s.TokenPrefix == req.TokenPrefix && req.Verify(s.TokenHash) {
+				v := *s
+				sv = &v
+				return
+			}
 		}
 	})
-	if sv == nil || strings.TrimSpace(req.Token) == "" {
+	if sv == nil {
 		return nil, &state.Error{Code: state.CodeUnauthorized, Field: "token", Message: "the token is not valid for any server: check it, or create a server with 'lumos server add'"}
+	}
+	if !n.joinNonces.add(req.Nonce, time.Now()) {
+		return nil, &state.Error{Code: state.CodeUnauthorized, Field: "nonce", Message: "this join request was already used: a new one is signed at every attempt"}
 	}
 	if sv.Decommissioned {
 		return nil, &state.Error{Code: state.CodeDecommissioned, Field: "token", Message: fmt.Sprintf("server %q was decommissioned: its token can never reconnect", sv.Name)}
@@ -170,18 +179,18 @@ func (n *Node) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinRespons
 		// The bind is committed; the leader's reconcile loop retries.
 		n.log.Warn("add shield as non-voter", "node", req.NodeName, "err", err)
 	}
-	resp := &api.JoinResponse{
-		ServerID:   sv.ID,
-		ServerName: sv.Name,
-		GossipKey:  encodeKey(n.cfg.GossipKey),
-		Profile:    n.cfg.meshProfile(),
-	}
+	secret := &api.JoinSecret{GossipKey: encodeKey(n.cfg.GossipKey), Profile: n.cfg.meshProfile()}
 	for _, m := range n.mesh.AliveMembers() {
 		if m.Meta.Control {
-			resp.GossipPeers = append(resp.GossipPeers, joinHostPort(m.Addr, m.Port))
+			secret.GossipPeers = append(secret.GossipPeers, joinHostPort(m.Addr, m.Port))
 		}
 	}
-	sort.Strings(resp.GossipPeers)
+	sort.Strings(secret.GossipPeers)
+	sealed, err := api.SealJoin(sv.TokenHash, req, secret)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.JoinResponse{ServerID: sv.ID, ServerName: sv.Name, Sealed: sealed}
 	n.log.Info("shield joined", "server", sv.ID, "name", sv.Name, "node", req.NodeName, "addr", req.Addr)
 	return resp, nil
 }
@@ -200,28 +209,29 @@ func (n *Node) firstJoin(ctx context.Context, raftAddr string) error {
 	if err != nil {
 		return err
 	}
-	req := &api.JoinRequest{
-		Token:      n.cfg.Token,
-		NodeName:   n.cfg.Name,
-		Addr:       n.advertiseIP,
-		GossipAddr: gossip,
-		RaftAddr:   raftAddr,
-		Version:    n.cfg.Version,
-	}
 	deadline := time.Now().Add(60 * time.Second)
 	backoff := 250 * time.Millisecond
 	for {
+		// A fresh signature (time and nonce) at every attempt.
+		req, err := api.NewJoinRequest(n.cfg.Token, time.Now(), n.cfg.Name, n.advertiseIP, gossip, raftAddr, n.cfg.Version)
+		if err != nil {
+			return fmt.Errorf("join: %w", err)
+		}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		resp, err := client.Join(rctx, req)
 		cancel()
 		if err == nil {
+			secret, err := api.OpenJoin(n.cfg.Token, req, resp.Sealed)
+			if err != nil {
+				return fmt.Errorf("join: the answer from %s could not be verified with this token: is it a lumos control node of this cluster?", n.cfg.ControlURL)
+			}
 			key := []byte(nil)
-			if resp.GossipKey != "" {
-				if key, err = mesh.ParseKey(resp.GossipKey); err != nil {
+			if secret.GossipKey != "" {
+				if key, err = mesh.ParseKey(secret.GossipKey); err != nil {
 					return fmt.Errorf("join: gossip key from control plane: %w", err)
 				}
 			}
-			n.id = &identity{Name: n.cfg.Name, Shield: true, ServerID: resp.ServerID, GossipKey: encodeKey(key), Peers: resp.GossipPeers, Profile: resp.Profile, CreatedAt: time.Now().UTC()}
+			n.id = &identity{Name: n.cfg.Name, Shield: true, ServerID: resp.ServerID, GossipKey: encodeKey(key), Peers: secret.GossipPeers, Profile: secret.Profile, CreatedAt: time.Now().UTC()}
 			if err := n.id.save(n.cfg.DataDir); err != nil {
 				return err
 			}
@@ -260,3 +270,29 @@ func slogStd(l *slog.Logger) *log.Logger {
 }
 
 var _ = raftstore.ErrNotLeader
+
+// nonceCache remembers join nonces for twice the allowed clock skew, so a
+// captured request cannot be replayed.
+type nonceCache struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// add records nonce and reports whether it was new.
+func (c *nonceCache) add(nonce string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]time.Time{}
+	}
+	for k, t := range c.seen {
+		if now.Sub(t) > 2*api.JoinMaxSkew {
+			delete(c.seen, k)
+		}
+	}
+	if _, ok := c.seen[nonce]; ok {
+		return false
+	}
+	c.seen[nonce] = now
+	return true
+}

@@ -47,6 +47,7 @@ type Node struct {
 
 	mu         sync.Mutex
 	stopReason error
+	joinNonces nonceCache
 	mux        *http.ServeMux
 }
 
