@@ -28,7 +28,12 @@ type Client struct {
 	base  *url.URL
 	token string
 	hc    *http.Client
+	stale bool
 }
+
+// SetStale makes reads answer from the contacted node's own copy of the
+// state instead of the leader's (see HeaderStale).
+func (c *Client) SetStale(stale bool) { c.stale = stale }
 
 // Error is an error answered by the API, or a failure to reach it. Code is
 // one of the stable codes (state.Code*, Code*); StatusCode is 0 when no
@@ -100,6 +105,14 @@ func (c *Client) BaseURL() string { return c.base.String() }
 // into out (if not nil). Non-2xx answers become *Error.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	target := strings.TrimRight(c.base.String(), "/") + path
+	if c.stale && method == http.MethodGet {
+		q := url.Values{}
+		for k, v := range query {
+			q[k] = v
+		}
+		q.Set("stale", "true")
+		query = q
+	}
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}

@@ -105,10 +105,27 @@ func TestFollowerForwardsWrites(t *testing.T) {
 		t.Fatalf("forwarded validation error: %#v", err)
 	}
 
-	// Reads are answered locally (the follower's copy is empty here).
-	if list := got(c.Servers(ctx)).ok(t); len(list) != 0 {
-		t.Fatalf("follower read served by leader: %+v", list)
+	// Reads go to the leader, so a client reads its own writes ...
+	if list := got(c.Servers(ctx)).ok(t); len(list) != 1 {
+		t.Fatalf("follower read not served by the leader: %+v", list)
 	}
+	// ... unless it asks for the follower's own copy (empty here).
+	c.SetStale(true)
+	if list := got(c.Servers(ctx)).ok(t); len(list) != 0 {
+		t.Fatalf("stale read served by the leader: %+v", list)
+	}
+	r, _ := fe.raw(t, "GET", "/v1/servers?stale=true", "", testAdminToken)
+	if r.Header.Get(HeaderStale) != "true" {
+		t.Fatalf("stale read not marked: %v", r.Header)
+	}
+	c.SetStale(false)
+	// With no leader known a follower answers from its copy, marked stale.
+	follower.set(func(f *fakeBackend) { f.leaderAPI = "" })
+	r, _ = fe.raw(t, "GET", "/v1/servers", "", testAdminToken)
+	if r.StatusCode != 200 || r.Header.Get(HeaderStale) != "true" {
+		t.Fatalf("read without a leader: %d %v", r.StatusCode, r.Header)
+	}
+	follower.set(func(f *fakeBackend) { f.leaderAPI = leaderSrv.URL })
 
 	// The follower checks the admin token itself, before forwarding.
 	n := len(rec.seen)

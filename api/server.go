@@ -127,6 +127,7 @@ func NewHandler(b Backend, cfg ServerConfig) (http.Handler, error) {
 const (
 	public = 1 << iota // no admin token needed
 	write              // changes state: forwarded to the leader
+	read               // reads the state: answered by the leader unless ?stale
 )
 
 func (s *server) routes() {
@@ -135,21 +136,21 @@ func (s *server) routes() {
 
 	s.handle("GET /v1/status", 0, s.status)
 
-	s.handle("GET /v1/servers", 0, s.listServers)
+	s.handle("GET /v1/servers", read, s.listServers)
 	s.handle("POST /v1/servers", write, s.addServer)
-	s.handle("GET /v1/servers/{ref}", 0, s.getServer)
+	s.handle("GET /v1/servers/{ref}", read, s.getServer)
 	s.handle("PATCH /v1/servers/{ref}", write, s.renameServer)
 	s.handle("POST /v1/servers/{ref}/decommission", write, s.decommissionServer)
 
-	s.handle("GET /v1/domains", 0, s.listDomains)
+	s.handle("GET /v1/domains", read, s.listDomains)
 	s.handle("POST /v1/domains", write, s.addDomain)
-	s.handle("GET /v1/domains/{name}", 0, s.getDomain)
+	s.handle("GET /v1/domains/{name}", read, s.getDomain)
 	s.handle("PUT /v1/domains/{name}/servers", write, s.assignDomain)
 	s.handle("DELETE /v1/domains/{name}", write, s.removeDomain)
 
-	s.handle("GET /v1/events", 0, s.events)
+	s.handle("GET /v1/events", read, s.events)
 
-	s.handle("GET /v1/plan", 0, s.getPlan)
+	s.handle("GET /v1/plan", read, s.getPlan)
 	s.handle("PUT /v1/plan", write, s.setPlan)
 
 	s.mux.HandleFunc("/", s.unmatched)
@@ -166,6 +167,10 @@ func (s *server) handle(pattern string, opts int, fn http.HandlerFunc) {
 			s.forward(w, r)
 			return
 		}
+		if opts&read != 0 && !s.b.IsLeader() && !s.serveLocally(w, r) {
+			s.forward(w, r)
+			return
+		}
 		fn(w, r)
 	})
 }
@@ -173,6 +178,28 @@ func (s *server) handle(pattern string, opts int, fn http.HandlerFunc) {
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	s.mux.ServeHTTP(w, r)
+}
+
+// serveLocally decides whether a follower answers a read from its own copy:
+// when the client asked for it (?stale=true), when the request was already
+// forwarded, or when no leader is known — then the answer is marked with
+// HeaderStale, so a read keeps working while the cluster elects or has lost
+// its majority. Otherwise the read goes to the leader, so a client reads
+// its own writes whichever control node it talks to.
+func (s *server) serveLocally(w http.ResponseWriter, r *http.Request) bool {
+	if v := r.URL.Query().Get("stale"); v != "" && v != "0" && v != "false" {
+		w.Header().Set(HeaderStale, "true")
+		return true
+	}
+	if r.Header.Get(HeaderForwarded) != "" {
+		w.Header().Set(HeaderStale, "true")
+		return true
+	}
+	if api, err := s.b.LeaderAPI(); err != nil || api == "" {
+		w.Header().Set(HeaderStale, "true")
+		return true
+	}
+	return false
 }
 
 // probeMethods are tried to tell "wrong method" from "no such path".

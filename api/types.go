@@ -34,6 +34,11 @@ const (
 // request refuses it instead of forwarding again, so requests never loop.
 const HeaderForwarded = "X-Lumos-Forwarded"
 
+// HeaderStale is set on a read answered from a follower's own copy of the
+// state (asked for with ?stale=true, or when no leader is known); such an
+// answer may lag the leader by a few entries.
+const HeaderStale = "X-Lumos-Stale"
+
 // HealthResponse is the body of GET /v1/health.
 type HealthResponse struct {
 	Status string `json:"status"`

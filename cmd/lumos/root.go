@@ -45,6 +45,7 @@ type cli struct {
 	addr    string
 	output  string
 	timeout time.Duration
+	stale   bool
 
 	// isTerminal reports whether r is an interactive terminal; confirmation
 	// prompts are only offered when stdin is one.
@@ -131,6 +132,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	pf.StringVar(&c.addr, "addr", "", "control node API `URL` (default $"+envAddr+", else "+defaultAddr+")")
 	pf.StringVarP(&c.output, "output", "o", outputTable, "output format: `table|json`")
 	pf.DurationVar(&c.timeout, "timeout", defaultTimeout, "time limit for each API request")
+	pf.BoolVar(&c.stale, "stale", false, "read the contacted node's own copy of the state instead of the leader's")
 
 	root.AddCommand(
 		c.statusCmd(),
@@ -204,6 +206,7 @@ func (c *cli) client() (*api.Client, error) {
 		return nil, usageErr(fmt.Errorf("bad API address: %s", msg))
 	}
 	cl.SetTimeout(c.timeout)
+	cl.SetStale(c.stale)
 	c.clients = append(c.clients, cl)
 	return cl, nil
 }
