@@ -125,9 +125,9 @@ func (s *State) serverRename(now time.Time, p *ServerRename) (any, error) {
 	if p == nil {
 		return nil, missing(CmdServerRename)
 	}
-	sv, ok := s.Servers[p.ID]
-	if !ok {
-		return nil, newErr(CodeNotFound, "server", "server %q not found", p.ID)
+	sv, err := s.server(p.ID)
+	if err != nil {
+		return nil, err
 	}
 	name, err := NormalizeServerName(p.Name)
 	if err != nil {
@@ -147,9 +147,9 @@ func (s *State) serverBind(now time.Time, p *ServerBind) (any, error) {
 	if p == nil {
 		return nil, missing(CmdServerBind)
 	}
-	sv, ok := s.Servers[p.ID]
-	if !ok {
-		return nil, newErr(CodeNotFound, "server", "server %q not found", p.ID)
+	sv, err := s.server(p.ID)
+	if err != nil {
+		return nil, err
 	}
 	if sv.Decommissioned {
 		return nil, newErr(CodeDecommissioned, "token", "server %q is decommissioned: its token can never reconnect", sv.Name)
@@ -179,9 +179,9 @@ func (s *State) serverDecommission(now time.Time, p *ServerDecommission) (any, e
 	if p == nil {
 		return nil, missing(CmdServerDecommission)
 	}
-	sv, ok := s.Servers[p.ID]
-	if !ok {
-		return nil, newErr(CodeNotFound, "server", "server %q not found", p.ID)
+	sv, err := s.server(p.ID)
+	if err != nil {
+		return nil, err
 	}
 	if sv.Decommissioned {
 		return nil, newErr(CodeDecommissioned, "server", "server %q is already decommissioned", sv.Name)
@@ -191,7 +191,9 @@ func (s *State) serverDecommission(now time.Time, p *ServerDecommission) (any, e
 		d := s.Domains[name]
 		d.Servers = without(d.Servers, sv.ID)
 		if d.ActiveServer == sv.ID {
+			// The failover controller decides again from the new list.
 			d.ActiveServer = d.Primary()
+			d.FailoverStatus = FailoverActive
 		}
 		d.UpdatedAt = now
 		res.Unassigned = append(res.Unassigned, name)
@@ -211,9 +213,9 @@ func (s *State) serverNodeRemoved(now time.Time, p *ServerNodeRemoved) (any, err
 	if p == nil {
 		return nil, missing(CmdServerNodeRemoved)
 	}
-	sv, ok := s.Servers[p.ID]
-	if !ok {
-		return nil, newErr(CodeNotFound, "server", "server %q not found", p.ID)
+	sv, err := s.server(p.ID)
+	if err != nil {
+		return nil, err
 	}
 	if !sv.Decommissioned {
 		return nil, newErr(CodeConflict, "server", "server %q is not decommissioned", sv.Name)
@@ -395,6 +397,15 @@ func (s *State) eventAdd(now time.Time, p *EventAdd) (any, error) {
 	s.addEvent(e)
 	v := s.Events[len(s.Events)-1]
 	return &v, nil
+}
+
+// server looks a server up by ID for a command.
+func (s *State) server(id string) (*Server, error) {
+	sv, ok := s.Servers[id]
+	if !ok {
+		return nil, newErr(CodeNotFound, "server", "server %q not found", id)
+	}
+	return sv, nil
 }
 
 func without(list []string, x string) []string {
