@@ -770,3 +770,54 @@ func allCommands(cmd *cobra.Command) []*cobra.Command {
 	}
 	return out
 }
+
+func TestConfirmTarget(t *testing.T) {
+	h := newHarness(t)
+	a := h.addServer("edge-fra-1")
+	h.ok("domain", "add", "example.com", "--origin", "10.0.0.5:80")
+	h.ok("domain", "add", "example.org", "--origin", "10.0.0.6:80")
+	h.requests()
+
+	// A bad address is reported before the missing confirmation.
+	addr := h.env[envAddr]
+	h.env[envAddr] = "ftp://" + strings.TrimPrefix(addr, "http://")
+	code, _, errs := h.run("domain", "remove", "example.com")
+	if code != exitUsage || !strings.HasPrefix(errs, "lumos: bad API address: ") {
+		t.Errorf("bad address without --yes: exit %d, stderr %q", code, errs)
+	}
+	h.env[envAddr] = addr
+
+	// With --yes nothing is looked up: the name goes as given.
+	h.ok("domain", "remove", "example.com", "--yes")
+	if r := h.requests(); len(r) != 1 || r[0] != "DELETE /v1/domains/example.com" {
+		t.Errorf("remove --yes made requests %v", r)
+	}
+
+	// Confirmed on a terminal: the action is sent for the object shown.
+	h.tty, h.in = true, "y\n"
+	h.ok("domain", "remove", "EXAMPLE.org")
+	if r := h.requests(); len(r) != 2 || r[0] != "GET /v1/domains/EXAMPLE.org" || r[1] != "DELETE /v1/domains/example.org" {
+		t.Errorf("confirmed remove made requests %v", r)
+	}
+	h.in = "yes\n"
+	h.ok("server", "decommission", "edge-fra-1")
+	if r := h.requests(); len(r) != 2 || r[1] != "POST /v1/servers/"+a.Server.ID+"/decommission" {
+		t.Errorf("confirmed decommission made requests %v", r)
+	}
+
+	// A failed lookup is the API's error; no answer is not a yes.
+	h.in = ""
+	code, _, errs = h.run("domain", "remove", "missing.example.com")
+	if code != exitError || errs != "lumos: domain missing.example.com not found\n" {
+		t.Errorf("remove of a missing domain: exit %d, stderr %q", code, errs)
+	}
+	h.ok("domain", "add", "example.net", "--origin", "10.0.0.7:80")
+	h.requests()
+	code, _, errs = h.run("domain", "remove", "example.net")
+	if code != exitError || !strings.HasSuffix(errs, "lumos: remove domain: aborted (no answer)\n") {
+		t.Errorf("remove with no answer: exit %d, stderr %q", code, errs)
+	}
+	if r := h.requests(); len(r) != 1 || r[0] != "GET /v1/domains/example.net" {
+		t.Errorf("unanswered remove made requests %v", r)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -91,26 +92,19 @@ later with "lumos domain assign".`,
 				DNS:     state.DNS{Provider: p, TTL: ttl, FailoverTTL: failoverTTL},
 				Servers: servers,
 			}
-			cl, err := c.client()
+			d, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.DomainInfo, error) {
+				return cl.AddDomain(ctx, req)
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			d, err := cl.AddDomain(ctx, req)
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				return c.printJSON(normDomain(d))
-			}
-			fmt.Fprintf(c.stdout, "Domain %s added (%s, origins %s).\n", d.Name, d.Mode, strings.Join(d.Origins, ", "))
-			if len(d.Servers) == 0 {
-				fmt.Fprintf(c.stdout, "It has no server yet: lumos domain assign %s SERVER [SERVER...]\n", d.Name)
-				return nil
-			}
-			c.printOrder(d)
-			return nil
+			return c.emit(normDomain(d), func() error {
+				fmt.Fprintf(c.stdout, "Domain %s added (%s, origins %s).\n", d.Name, d.Mode, strings.Join(d.Origins, ", "))
+				if len(d.Servers) == 0 {
+					return c.say("It has no server yet: lumos domain assign %s SERVER [SERVER...]\n", d.Name)
+				}
+				return c.printOrder(d)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -138,39 +132,36 @@ list stop serving it.`,
   lumos domain assign example.com "edge fra 1" srv_7f3a9c`,
 		Args: minArgs("DOMAIN", "SERVER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			d, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.DomainInfo, error) {
+				return cl.AssignDomain(ctx, args[0], args[1:])
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			d, err := cl.AssignDomain(ctx, args[0], args[1:])
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				return c.printJSON(normDomain(d))
-			}
-			c.printOrder(d)
-			return nil
+			return c.emit(normDomain(d), func() error { return c.printOrder(d) })
 		},
 	}
 }
 
 // printOrder prints a domain's servers in order, the primary marked.
-func (c *cli) printOrder(d *api.DomainInfo) {
+func (c *cli) printOrder(d *api.DomainInfo) error {
 	fmt.Fprintf(c.stdout, "%s is served by, in order:\n", d.Name)
 	for i, s := range d.Servers {
-		role := "secondary"
-		if i == 0 || s.Primary {
-			role = "primary"
-		}
 		extra := ""
 		if s.Active {
 			extra = ", active"
 		}
-		fmt.Fprintf(c.stdout, "  %d. %s (%s, %s%s)\n", i+1, cell(serverLabel(s)), role, cell(s.Status), extra)
+		fmt.Fprintf(c.stdout, "  %d. %s (%s, %s%s)\n", i+1, cell(serverLabel(s)), serverRole(i, s), cell(s.Status), extra)
 	}
+	return nil
+}
+
+// serverRole names the part the i-th server of a domain plays.
+func serverRole(i int, s api.DomainServer) string {
+	if i == 0 || s.Primary {
+		return "primary"
+	}
+	return "secondary"
 }
 
 // serverLabel names a domain's server: its name, else its ID.
@@ -213,42 +204,37 @@ server DNS currently points at.`,
   lumos domain list -o json | jq -r '.[] | select(.failover_status=="failed_over") | .name'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			domains, err := call(c, cmd, func(ctx context.Context, cl *api.Client) ([]api.DomainInfo, error) {
+				return cl.Domains(ctx)
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			domains, err := cl.Domains(ctx)
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				for i := range domains {
-					normDomain(&domains[i])
-				}
-				return c.printJSON(orEmpty(domains))
-			}
-			if len(domains) == 0 {
-				fmt.Fprintln(c.stdout, "No domains. Add one with: lumos domain add DOMAIN --origin IP:PORT")
-				return nil
-			}
-			t := newTable(c.stdout, "NAME", "MODE", "ORIGINS", "SERVERS", "STATUS", "ACTIVE")
-			for i := range domains {
-				d := &domains[i]
-				names := make([]string, 0, len(d.Servers))
-				for j, s := range d.Servers {
-					n := serverLabel(s)
-					if j == 0 {
-						n += "*"
-					}
-					names = append(names, n)
-				}
-				t.row(d.Name, d.Mode, strings.Join(d.Origins, ","), strings.Join(names, ","), d.FailoverStatus, activeLabel(d))
-			}
-			return t.flush()
+			domains = normEach(domains, normDomain)
+			return c.emit(domains, func() error { return c.printDomains(domains) })
 		},
 	}
+}
+
+// printDomains prints domains as a table, each primary marked "*".
+func (c *cli) printDomains(domains []api.DomainInfo) error {
+	if len(domains) == 0 {
+		return c.say("No domains. Add one with: lumos domain add DOMAIN --origin IP:PORT\n")
+	}
+	t := newTable(c.stdout, "NAME", "MODE", "ORIGINS", "SERVERS", "STATUS", "ACTIVE")
+	for i := range domains {
+		d := &domains[i]
+		names := make([]string, 0, len(d.Servers))
+		for j, s := range d.Servers {
+			n := serverLabel(s)
+			if j == 0 {
+				n += "*"
+			}
+			names = append(names, n)
+		}
+		t.row(d.Name, d.Mode, strings.Join(d.Origins, ","), strings.Join(names, ","), d.FailoverStatus, activeLabel(d))
+	}
+	return t.flush()
 }
 
 func (c *cli) domainShowCmd() *cobra.Command {
@@ -261,20 +247,13 @@ status, and its ordered servers with their status and address.`,
   lumos domain show example.com -o json`,
 		Args: exactArgs("DOMAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			d, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.DomainInfo, error) {
+				return cl.Domain(ctx, args[0])
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			d, err := cl.Domain(ctx, args[0])
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				return c.printJSON(normDomain(d))
-			}
-			return c.printDomain(d)
+			return c.emit(normDomain(d), func() error { return c.printDomain(d) })
 		},
 	}
 }
@@ -301,20 +280,11 @@ func (c *cli) printDomain(d *api.DomainInfo) error {
 		return err
 	}
 	if len(d.Servers) == 0 {
-		fmt.Fprintf(c.stdout, "  none: lumos domain assign %s SERVER [SERVER...]\n", d.Name)
-		return nil
+		return c.say("  none: lumos domain assign %s SERVER [SERVER...]\n", d.Name)
 	}
 	t := newTable(c.stdout, "  #", "NAME", "ID", "ROLE", "STATUS", "IP", "ACTIVE")
 	for i, s := range d.Servers {
-		role := "secondary"
-		if i == 0 || s.Primary {
-			role = "primary"
-		}
-		active := ""
-		if s.Active {
-			active = "*"
-		}
-		t.row("  "+strconv.Itoa(i+1), s.Name, s.ID, role, s.Status, s.IP, active)
+		t.row("  "+strconv.Itoa(i+1), s.Name, s.ID, serverRole(i, s), s.Status, s.IP, mark(s.Active))
 	}
 	return t.flush()
 }
@@ -333,38 +303,29 @@ Asks for confirmation on a terminal; pass --yes in scripts.`,
   lumos domain remove example.com --yes`,
 		Args: exactArgs("DOMAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			name, err := c.confirmTarget(cmd, yes, target{
+				ref:     args[0],
+				refusal: fmt.Sprintf("remove domain %q", args[0]),
+				what:    "remove domain",
+				describe: func(ctx context.Context, cl *api.Client) (prompt, error) {
+					d, err := cl.Domain(ctx, args[0])
+					if err != nil {
+						return prompt{}, err
+					}
+					q := fmt.Sprintf("Remove domain %s? %s will stop serving it.", d.Name, plural(len(d.Servers), "server"))
+					return prompt{question: q, ref: d.Name}, nil
+				},
+			})
 			if err != nil {
 				return err
 			}
-			name := args[0]
-			if !yes {
-				if !c.isTerminal(cmd.InOrStdin()) {
-					return usageErr(fmt.Errorf("refusing to remove domain %q without confirmation: pass --yes", name))
-				}
-				ctx, cancel := c.reqCtx(cmd)
-				d, err := cl.Domain(ctx, name)
-				cancel()
-				if err != nil {
-					return c.apiErr(err)
-				}
-				q := fmt.Sprintf("Remove domain %s? %s will stop serving it.", d.Name, plural(len(d.Servers), "server"))
-				if err := c.confirm(cmd, false, "remove domain", q); err != nil {
-					return err
-				}
-				name = d.Name
-			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			d, err := cl.RemoveDomain(ctx, name)
+			d, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.DomainInfo, error) {
+				return cl.RemoveDomain(ctx, name)
+			})
 			if err != nil {
-				return c.apiErr(err)
+				return err
 			}
-			if c.jsonOut() {
-				return c.printJSON(normDomain(d))
-			}
-			fmt.Fprintf(c.stdout, "Domain %s removed.\n", d.Name)
-			return nil
+			return c.emit(normDomain(d), func() error { return c.say("Domain %s removed.\n", d.Name) })
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")

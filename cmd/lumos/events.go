@@ -37,39 +37,41 @@ SERVER shows the server's name when it is known, else its ID.`,
 			if n == 0 || n > api.MaxEventLimit {
 				n = api.MaxEventLimit
 			}
-			cl, err := c.client()
+			var names map[string]string
+			events, err := call(c, cmd, func(ctx context.Context, cl *api.Client) ([]state.Event, error) {
+				events, err := cl.Events(ctx, domain, n)
+				if err == nil && len(events) > 0 && !c.jsonOut() {
+					// Names for the table, best effort, within the same time limit.
+					names = serverNames(ctx, cl)
+				}
+				return events, err
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			events, err := cl.Events(ctx, domain, n)
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				return c.printJSON(orEmpty(events))
-			}
-			if len(events) == 0 {
-				if domain != "" {
-					fmt.Fprintf(c.stdout, "No events for %s.\n", domain)
-				} else {
-					fmt.Fprintln(c.stdout, "No events.")
-				}
-				return nil
-			}
-			names := serverNames(ctx, cl)
-			t := newTable(c.stdout, "TIME", "TYPE", "DOMAIN", "SERVER", "FROM->TO", "MESSAGE")
-			for _, e := range events {
-				t.row(c.fmtTime(e.Time), e.Type, e.Domain, serverName(names, e.ServerID), fromTo(e), eventMessage(e))
-			}
-			return t.flush()
+			return c.emit(orEmpty(events), func() error { return c.printEvents(events, names, domain) })
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&domain, "domain", "", "only events of this `DOMAIN`")
 	f.IntVar(&limit, "limit", api.DefaultEventLimit, "show at most `N` events, newest first (0 for all that are kept)")
 	return cmd
+}
+
+// printEvents prints the events of domain ("" for all) as a table, servers
+// by name where names has them.
+func (c *cli) printEvents(events []state.Event, names map[string]string, domain string) error {
+	if len(events) == 0 {
+		if domain != "" {
+			return c.say("No events for %s.\n", domain)
+		}
+		return c.say("No events.\n")
+	}
+	t := newTable(c.stdout, "TIME", "TYPE", "DOMAIN", "SERVER", "FROM->TO", "MESSAGE")
+	for _, e := range events {
+		t.row(c.fmtTime(e.Time), e.Type, e.Domain, serverName(names, e.ServerID), fromTo(e), eventMessage(e))
+	}
+	return t.flush()
 }
 
 // serverNames maps server IDs to names for display. It is best effort: on

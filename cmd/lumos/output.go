@@ -24,6 +24,21 @@ func (c *cli) printJSON(v any) error {
 	return err
 }
 
+// emit prints v as JSON with --output json; otherwise text prints it for
+// people.
+func (c *cli) emit(v any, text func() error) error {
+	if c.jsonOut() {
+		return c.printJSON(v)
+	}
+	return text()
+}
+
+// say prints a formatted message on stdout.
+func (c *cli) say(format string, a ...any) error {
+	fmt.Fprintf(c.stdout, format, a...)
+	return nil
+}
+
 // table is a tab-aligned table written to stdout.
 type table struct {
 	tw *tabwriter.Writer
@@ -154,6 +169,14 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// mark renders a flag as a "*" in its table column, or nothing.
+func mark(b bool) string {
+	if b {
+		return "*"
+	}
+	return ""
+}
+
 // plural returns "1 server" or "3 servers".
 func plural(n int, word string) string {
 	if n == 1 {
@@ -168,4 +191,13 @@ func orEmpty[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// normEach applies norm to every element of s and returns s, non-nil, so
+// JSON shows [] rather than null.
+func normEach[T any](s []T, norm func(*T) *T) []T {
+	for i := range s {
+		norm(&s[i])
+	}
+	return orEmpty(s)
 }

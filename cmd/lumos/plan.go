@@ -1,9 +1,11 @@
 package main
 
 import (
-	"fmt"
+	"context"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lumos-mesh/lumos/api"
 )
 
 func (c *cli) planCmd() *cobra.Command {
@@ -26,21 +28,13 @@ func (c *cli) planShowCmd() *cobra.Command {
   lumos plan show -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			p, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.PlanInfo, error) {
+				return cl.Plan(ctx)
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			p, err := cl.Plan(ctx)
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				return c.printJSON(p)
-			}
-			fmt.Fprintf(c.stdout, "Plan %s\n", planLine(*p))
-			return nil
+			return c.emit(p, func() error { return c.say("Plan %s\n", planLine(*p)) })
 		},
 	}
 }
@@ -57,21 +51,13 @@ decommission servers first.`,
   lumos plan set 50`,
 		Args: exactArgs("PLAN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			p, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.PlanInfo, error) {
+				return cl.SetPlan(ctx, args[0])
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			p, err := cl.SetPlan(ctx, args[0])
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				return c.printJSON(p)
-			}
-			fmt.Fprintf(c.stdout, "Plan set to %s\n", planLine(*p))
-			return nil
+			return c.emit(p, func() error { return c.say("Plan set to %s\n", planLine(*p)) })
 		},
 	}
 }

@@ -54,8 +54,9 @@ type cli struct {
 	now func() time.Time
 	loc *time.Location
 
-	// clients made by the running command, closed when it ends.
-	clients []*api.Client
+	// apiClient is the client of the running command, made on first use and
+	// closed when the command ends.
+	apiClient *api.Client
 }
 
 // newRootCmd builds the whole command tree. Output goes to stdout and
@@ -144,29 +145,29 @@ func (c *cli) rootCmd() *cobra.Command {
 	)
 	addNodeCommands(root)
 	markUsageErrors(root)
-	c.closeClientsAfterRun(root)
+	c.closeClientAfterRun(root)
 	return root
 }
 
-// closeClientsAfterRun makes every command in the tree drop the API
+// closeClientAfterRun makes every command in the tree drop the API
 // connections it opened when it returns.
-func (c *cli) closeClientsAfterRun(cmd *cobra.Command) {
+func (c *cli) closeClientAfterRun(cmd *cobra.Command) {
 	if run := cmd.RunE; run != nil {
 		cmd.RunE = func(cmd *cobra.Command, args []string) error {
-			defer c.closeClients()
+			defer c.closeClient()
 			return run(cmd, args)
 		}
 	}
 	for _, sub := range cmd.Commands() {
-		c.closeClientsAfterRun(sub)
+		c.closeClientAfterRun(sub)
 	}
 }
 
-func (c *cli) closeClients() {
-	for _, cl := range c.clients {
-		cl.CloseIdleConnections()
+func (c *cli) closeClient() {
+	if c.apiClient != nil {
+		c.apiClient.CloseIdleConnections()
+		c.apiClient = nil
 	}
-	c.clients = nil
 }
 
 // resolveGlobals validates the global flags and fills in defaults from the
@@ -197,9 +198,12 @@ func (c *cli) resolveGlobals(cmd *cobra.Command) error {
 	return nil
 }
 
-// client returns an API client for --addr with the admin token from the
-// environment.
+// client returns the API client for --addr with the admin token from the
+// environment. A command makes one and uses it for all its requests.
 func (c *cli) client() (*api.Client, error) {
+	if c.apiClient != nil {
+		return c.apiClient, nil
+	}
 	cl, err := api.NewClient(c.addr, strings.TrimSpace(c.env(envAdminToken)))
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), api.ErrBadAddr.Error()+": ")
@@ -207,17 +211,34 @@ func (c *cli) client() (*api.Client, error) {
 	}
 	cl.SetTimeout(c.timeout)
 	cl.SetStale(c.stale)
-	c.clients = append(c.clients, cl)
+	c.apiClient = cl
 	return cl, nil
 }
 
-// reqCtx bounds one API exchange by --timeout.
-func (c *cli) reqCtx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
+// call makes one API exchange: f runs with the command's client under a
+// context bounded by --timeout, and its error becomes the reason shown to
+// the user.
+func call[T any](c *cli, cmd *cobra.Command, f func(ctx context.Context, cl *api.Client) (T, error)) (T, error) {
+	var zero T
+	cl, err := c.client()
+	if err != nil {
+		return zero, err
 	}
-	return context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(cmdCtx(cmd), c.timeout)
+	defer cancel()
+	v, err := f(ctx, cl)
+	if err != nil {
+		return zero, c.apiErr(err)
+	}
+	return v, nil
+}
+
+// cmdCtx is the context the running command was given.
+func cmdCtx(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
 }
 
 // apiErr turns an error from the API client into the one-line reason shown
@@ -363,17 +384,52 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// confirm asks the user to approve a destructive action. With --yes it
-// returns at once; otherwise stdin must be a terminal, where the user types
-// "yes".
-func (c *cli) confirm(cmd *cobra.Command, yes bool, what, question string) error {
+// target is the object of a destructive command.
+type target struct {
+	ref     string // the object as the user named it
+	refusal string // the action, object named, refused without --yes: `remove domain "x"`
+	what    string // the action, named in the errors once asked: "remove domain"
+	// describe looks the object up to ask about it.
+	describe func(ctx context.Context, cl *api.Client) (prompt, error)
+}
+
+// prompt is the question about a destructive action, and the exact object
+// it then acts on.
+type prompt struct {
+	question string
+	ref      string // canonical reference of the object described
+}
+
+// confirmTarget asks the user to approve a destructive action on t and
+// returns the reference to act on. With --yes that is t.ref, and nothing is
+// asked. Otherwise stdin must be a terminal, and nothing is sent when it is
+// not; the object is looked up so the question can describe it, and the
+// action then uses the reference of what was described.
+func (c *cli) confirmTarget(cmd *cobra.Command, yes bool, t target) (string, error) {
+	// A bad --addr is reported before anything else.
+	if _, err := c.client(); err != nil {
+		return "", err
+	}
 	if yes {
-		return nil
+		return t.ref, nil
 	}
+	if !c.isTerminal(cmd.InOrStdin()) {
+		return "", usageErr(fmt.Errorf("refusing to %s without confirmation: pass --yes", t.refusal))
+	}
+	p, err := call(c, cmd, t.describe)
+	if err != nil {
+		return "", err
+	}
+	if err := c.ask(cmd, t.what, p.question); err != nil {
+		return "", err
+	}
+	return p.ref, nil
+}
+
+// ask puts question to the user on the terminal and succeeds when the
+// answer is "yes" (or "y"); what names the action in the errors.
+func (c *cli) ask(cmd *cobra.Command, what, question string) error {
 	in := cmd.InOrStdin()
-	if !c.isTerminal(in) {
-		return usageErr(fmt.Errorf("refusing to %s without confirmation: pass --yes", what))
-	}
 	fmt.Fprintf(c.stderr, "%s\nType \"yes\" to continue: ", question)
 	type line struct {
 		s   string
@@ -384,14 +440,10 @@ func (c *cli) confirm(cmd *cobra.Command, yes bool, what, question string) error
 		s, err := readLine(in)
 		ch <- line{s, err}
 	}()
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	var answer line
 	select {
 	case answer = <-ch:
-	case <-ctx.Done():
+	case <-cmdCtx(cmd).Done():
 		// The reader stays blocked on the terminal; the process is about
 		// to exit.
 		fmt.Fprintln(c.stderr)

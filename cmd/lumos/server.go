@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -55,21 +56,14 @@ The plan limits how many servers (not decommissioned) may exist.`,
   lumos server add edge-ams-1 -o json | jq -r .token`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			res, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.AddServerResponse, error) {
+				return cl.AddServer(ctx, args[0])
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			res, err := cl.AddServer(ctx, args[0])
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				res.Server.Domains = orEmpty(res.Server.Domains)
-				return c.printJSON(res)
-			}
-			return c.printAdded(res)
+			normServer(&res.Server)
+			return c.emit(res, func() error { return c.printAdded(res) })
 		},
 	}
 }
@@ -114,34 +108,35 @@ whether the shield has applied every change that concerns it.`,
   lumos server list -o json | jq -r '.[] | select(.status=="offline") | .name'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			servers, err := call(c, cmd, func(ctx context.Context, cl *api.Client) ([]api.ServerInfo, error) {
+				return cl.Servers(ctx)
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			servers, err := cl.Servers(ctx)
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				for i := range servers {
-					servers[i].Domains = orEmpty(servers[i].Domains)
-				}
-				return c.printJSON(orEmpty(servers))
-			}
-			if len(servers) == 0 {
-				fmt.Fprintln(c.stdout, `No servers. Add one with: lumos server add NAME`)
-				return nil
-			}
-			t := newTable(c.stdout, "ID", "NAME", "STATUS", "IP", "LAST SEEN", "UPTIME", "DOMAINS", "TOKEN", "CURRENT")
-			for _, s := range servers {
-				t.row(s.ID, s.Name, s.Status, s.IP, c.agoPtr(s.LastSeen), fmtUptime(s.UptimeSeconds),
-					strconv.Itoa(len(s.Domains)), tokenPrefix(s.TokenPrefix), currentCell(s))
-			}
-			return t.flush()
+			servers = normEach(servers, normServer)
+			return c.emit(servers, func() error { return c.printServers(servers) })
 		},
 	}
+}
+
+// printServers prints servers as a table.
+func (c *cli) printServers(servers []api.ServerInfo) error {
+	if len(servers) == 0 {
+		return c.say("No servers. Add one with: lumos server add NAME\n")
+	}
+	t := newTable(c.stdout, "ID", "NAME", "STATUS", "IP", "LAST SEEN", "UPTIME", "DOMAINS", "TOKEN", "CURRENT")
+	for _, s := range servers {
+		t.row(s.ID, s.Name, s.Status, s.IP, c.agoPtr(s.LastSeen), fmtUptime(s.UptimeSeconds),
+			strconv.Itoa(len(s.Domains)), tokenPrefix(s.TokenPrefix), currentCell(s))
+	}
+	return t.flush()
+}
+
+// normServer makes nil lists empty so JSON shows [] rather than null.
+func normServer(s *api.ServerInfo) *api.ServerInfo {
+	s.Domains = orEmpty(s.Domains)
+	return s
 }
 
 // tokenPrefix renders a stored token prefix as a visibly partial token.
@@ -171,21 +166,13 @@ applied, and the domains assigned to it. SERVER is an ID or a name.`,
   lumos server show "edge fra 1" -o json`,
 		Args: exactArgs("SERVER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			s, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.ServerInfo, error) {
+				return cl.Server(ctx, args[0])
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			s, err := cl.Server(ctx, args[0])
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				s.Domains = orEmpty(s.Domains)
-				return c.printJSON(s)
-			}
-			return c.printServer(s)
+			return c.emit(normServer(s), func() error { return c.printServer(s) })
 		},
 	}
 }
@@ -254,22 +241,13 @@ unchanged. SERVER is an ID or the current name; quote names with spaces.`,
   lumos server rename srv_7f3a9c edge-fra-2`,
 		Args: exactArgs("SERVER", "NEW_NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			s, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.ServerInfo, error) {
+				return cl.RenameServer(ctx, args[0], args[1])
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			s, err := cl.RenameServer(ctx, args[0], args[1])
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				s.Domains = orEmpty(s.Domains)
-				return c.printJSON(s)
-			}
-			fmt.Fprintf(c.stdout, "Server %s renamed to %q.\n", s.ID, s.Name)
-			return nil
+			return c.emit(normServer(s), func() error { return c.say("Server %s renamed to %q.\n", s.ID, s.Name) })
 		},
 	}
 }
@@ -292,46 +270,41 @@ Asks for confirmation on a terminal; pass --yes in scripts.`,
   lumos server decommission srv_7f3a9c --yes`,
 		Args: exactArgs("SERVER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			ref, err := c.confirmTarget(cmd, yes, target{
+				ref:     args[0],
+				refusal: fmt.Sprintf("decommission server %q", args[0]),
+				what:    "decommission",
+				describe: func(ctx context.Context, cl *api.Client) (prompt, error) {
+					s, err := cl.Server(ctx, args[0])
+					if err != nil {
+						return prompt{}, err
+					}
+					q := fmt.Sprintf("Decommission server %q (%s)? It will be removed from %s and can never reconnect.",
+						s.Name, s.ID, plural(len(s.Domains), "domain"))
+					return prompt{question: q, ref: s.ID}, nil
+				},
+			})
 			if err != nil {
 				return err
 			}
-			ref := args[0]
-			if !yes {
-				if !c.isTerminal(cmd.InOrStdin()) {
-					return usageErr(fmt.Errorf("refusing to decommission server %q without confirmation: pass --yes", ref))
-				}
-				ctx, cancel := c.reqCtx(cmd)
-				s, err := cl.Server(ctx, ref)
-				cancel()
-				if err != nil {
-					return c.apiErr(err)
-				}
-				q := fmt.Sprintf("Decommission server %q (%s)? It will be removed from %s and can never reconnect.",
-					s.Name, s.ID, plural(len(s.Domains), "domain"))
-				if err := c.confirm(cmd, false, "decommission", q); err != nil {
-					return err
-				}
-				ref = s.ID
-			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			res, err := cl.DecommissionServer(ctx, ref)
+			res, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.DecommissionResponse, error) {
+				return cl.DecommissionServer(ctx, ref)
+			})
 			if err != nil {
-				return c.apiErr(err)
+				return err
 			}
-			if c.jsonOut() {
-				res.Server.Domains = orEmpty(res.Server.Domains)
-				res.Unassigned = orEmpty(res.Unassigned)
-				res.Orphaned = orEmpty(res.Orphaned)
-				if err := c.printJSON(res); err != nil {
-					return err
-				}
-			} else {
+			normServer(&res.Server)
+			res.Unassigned = orEmpty(res.Unassigned)
+			res.Orphaned = orEmpty(res.Orphaned)
+			err = c.emit(res, func() error {
 				fmt.Fprintf(c.stdout, "Server %q (%s) decommissioned.\n", res.Server.Name, res.Server.ID)
 				if len(res.Unassigned) > 0 {
 					fmt.Fprintf(c.stdout, "Removed from %s: %s\n", plural(len(res.Unassigned), "domain"), strings.Join(res.Unassigned, ", "))
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			for _, d := range res.Orphaned {
 				fmt.Fprintf(c.stderr, "lumos: WARNING: domain %s has no server left; assign one with: lumos domain assign %s SERVER\n", d, d)

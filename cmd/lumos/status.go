@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -27,21 +28,14 @@ the commit index has not yet caught up with the log.`,
   lumos status -o json | jq .leader`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
+			st, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.StatusResponse, error) {
+				return cl.Status(ctx)
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.reqCtx(cmd)
-			defer cancel()
-			st, err := cl.Status(ctx)
-			if err != nil {
-				return c.apiErr(err)
-			}
-			if c.jsonOut() {
-				st.Nodes = orEmpty(st.Nodes)
-				return c.printJSON(st)
-			}
-			return c.printStatus(st)
+			st.Nodes = orEmpty(st.Nodes)
+			return c.emit(st, func() error { return c.printStatus(st) })
 		},
 	}
 }
@@ -77,16 +71,11 @@ func (c *cli) printStatus(st *api.StatusResponse) error {
 
 	fmt.Fprintln(c.stdout)
 	if len(st.Nodes) == 0 {
-		fmt.Fprintln(c.stdout, "No nodes.")
-		return nil
+		return c.say("No nodes.\n")
 	}
 	t := newTable(c.stdout, "NAME", "ROLE", "ADDR", "GOSSIP", "SUFFRAGE", "LEADER", "APPLIED")
 	for _, n := range st.Nodes {
-		mark := ""
-		if n.Leader {
-			mark = "*"
-		}
-		t.row(n.Name, nodeRole(n), n.Addr, n.GossipState, n.Suffrage, mark, strconv.FormatUint(n.Applied, 10))
+		t.row(n.Name, nodeRole(n), n.Addr, n.GossipState, n.Suffrage, mark(n.Leader), strconv.FormatUint(n.Applied, 10))
 	}
 	return t.flush()
 }
