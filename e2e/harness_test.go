@@ -135,18 +135,21 @@ func requireE2E(t *testing.T) {
 // ---- ports ----
 
 var (
-	portMu   sync.Mutex
-	nextBase = 17000
+	portMu sync.Mutex
+	// nextBase starts in a block of 1000 ports picked by the process ID, so
+	// two runs of this package at the same time rarely probe the same
+	// ports; every block stays below the usual ephemeral range (32768).
+	nextBase = 17000 + 1000*(os.Getpid()%15)
 )
 
 // allocBasePort returns a BASE_PORT no other test of this run has used and
 // whose ports (gossip TCP+UDP, Raft, HTTP) are free on every loopback
-// address a cluster may use. Bases step by 100 from 17000.
+// address a cluster may use. Bases step by 100.
 func allocBasePort(t *testing.T) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
-	for nextBase < 60000 {
+	for nextBase < 32700 {
 		base := nextBase
 		nextBase += 100
 		if portsFree(base) {
@@ -196,9 +199,6 @@ type Cluster struct {
 	Shields  int
 	Addr     string // LUMOS_ADDR printed by cluster.sh env
 	Token    string // the admin token printed by cluster.sh env
-
-	mu    sync.Mutex
-	extra []*exec.Cmd // processes a test started itself
 }
 
 // startCluster starts 3 control nodes and the given number of shields,
@@ -401,15 +401,6 @@ func (c *Cluster) NodeLog(name string) string {
 func (c *Cluster) cleanup() {
 	if c.t.Failed() || os.Getenv("LUMOS_E2E_LOGS") == "1" {
 		c.dumpLogs()
-	}
-	c.mu.Lock()
-	extra := c.extra
-	c.extra = nil
-	c.mu.Unlock()
-	for _, cmd := range extra {
-		if cmd.Process != nil {
-			cmd.Process.Kill()
-		}
 	}
 	pids := c.pids()
 	if r := c.script("stop"); r.Code != 0 {
