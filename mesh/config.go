@@ -14,6 +14,9 @@ const (
 	ProfileLAN   = "lan"
 	ProfileWAN   = "wan"
 	ProfileLocal = "local"
+
+	// minRetransmitMult is the least retransmit multiplier of any profile.
+	minRetransmitMult = 8
 )
 
 // Defaults applied by DefaultConfig (and by New where a field is left zero,
@@ -136,8 +139,10 @@ func (c *Config) profileConfig() (*memberlist.Config, error) {
 		// forgets the node, and dead nodes stop taking gossip fan-out
 		// slots in small meshes.
 		mc.GossipToTheDeadTime = 15 * time.Second
+		mc.PushPullInterval = 10 * time.Second
 	case ProfileWAN:
 		mc = memberlist.DefaultWANConfig() // GossipToTheDeadTime 60 s = 12 probe intervals
+		mc.PushPullInterval = 30 * time.Second
 	case ProfileLocal:
 		mc = memberlist.DefaultLocalConfig()
 		mc.ProbeInterval = 200 * time.Millisecond
@@ -145,9 +150,20 @@ func (c *Config) profileConfig() (*memberlist.Config, error) {
 		mc.GossipInterval = 50 * time.Millisecond
 		mc.SuspicionMult = 3
 		mc.GossipToTheDeadTime = 5 * time.Second // 25 probe intervals
+		mc.PushPullInterval = 2 * time.Second
 	default:
 		return nil, fmt.Errorf("%w: unknown Profile %q (want %q, %q or %q)",
 			ErrInvalidConfig, c.Profile, ProfileLAN, ProfileWAN, ProfileLocal)
+	}
+	// Metadata (HAProxy health, applied index) travels on alive broadcasts.
+	// memberlist retransmits each one RetransmitMult × ⌈log10(n+1)⌉ times,
+	// which in a small mesh (2 for the local profile, 4 for LAN) misses a
+	// member now and then; that member then learns the change only at the
+	// next push-pull. A higher multiplier makes a miss vanishingly rare for
+	// the price of a few more small packets per change, and the shorter
+	// push-pull intervals above bound the rest.
+	if mc.RetransmitMult < minRetransmitMult {
+		mc.RetransmitMult = minRetransmitMult
 	}
 	if c.ProbeInterval > 0 {
 		mc.ProbeInterval = c.ProbeInterval
