@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -78,8 +79,34 @@ func (h *hcLogger) emit(l hclog.Level, msg string, args []any) {
 	if h.name != "" {
 		r.AddAttrs(slog.String(SubsystemKey, h.name))
 	}
-	r.Add(args...)
+	r.Add(formatArgs(args)...)
 	_ = h.base.Handler().Handle(context.Background(), r)
+}
+
+// formatArgs renders hclog.Format values (hclog.Fmt("%+v", x)) as the
+// strings they stand for; slog would print the format verbs.
+func formatArgs(args []any) []any {
+	var out []any
+	for i, a := range args {
+		f, ok := a.(hclog.Format)
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), args...)
+		}
+		if len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				out[i] = fmt.Sprintf(format, f[1:]...)
+				continue
+			}
+		}
+		out[i] = fmt.Sprint(f...)
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }
 
 func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) { h.emit(level, msg, args) }

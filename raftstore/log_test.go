@@ -79,3 +79,12 @@ func TestHCLoggerForwardsToSlog(t *testing.T) {
 
 	NewHCLogger(nil, "x").Error("discarded") // must not panic
 }
+
+func TestHCLoggerFormatsFmtValues(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewHCLogger(slog.New(slog.NewTextHandler(&buf, nil)), "raft")
+	l.Info("initial configuration", "servers", hclog.Fmt("%+v", []int{1, 2}))
+	if got := buf.String(); !strings.Contains(got, `servers="[1 2]"`) {
+		t.Fatalf("log line %q", got)
+	}
+}

@@ -10,7 +10,8 @@
 #   scripts/cluster.sh env            print the exports for the CLI
 #
 # Environment: LUMOS_BIN (default bin/lumos), CLUSTER_DIR (default .cluster),
-# SHIELDS (default 2), BASE_PORT (default 17000).
+# SHIELDS (default 2), BASE_PORT (default 17000), PROFILE (gossip profile,
+# default lan).
 # Every node has its own data dir and log under CLUSTER_DIR; the admin
 # token, gossip key and shield tokens live there too (mode 0600). Each
 # node's command line is kept in CLUSTER_DIR/NAME.args (NUL-separated) so
@@ -25,6 +26,7 @@ BIN=${LUMOS_BIN:-bin/lumos}
 DIR=${CLUSTER_DIR:-.cluster}
 SHIELDS=${SHIELDS:-2}
 BASE_PORT=${BASE_PORT:-17000}
+PROFILE=${PROFILE:-lan}
 GOSSIP=$BASE_PORT
 RAFT=$((BASE_PORT + 1))
 HTTP=$((BASE_PORT + 2))
@@ -93,7 +95,7 @@ cmd_start() {
 		start_node "c$i" join --control --bootstrap-expect 3 --name "c$i" --data-dir "$DIR/c$i" \
 			--bind "$ip:$GOSSIP" --advertise "$ip" --raft-bind "$ip:$RAFT" --http "$ip:$HTTP" \
 			--gossip-key-file "$DIR/gossip.key" --admin-token-file "$DIR/admin.token" \
-			--profile local "${peers[@]}"
+			--profile "$PROFILE" "${peers[@]}"
 	done
 	for i in 1 2 3; do wait_http "http://$(control_ip "$i"):$HTTP" 30; done
 	# Wait for a leader.
