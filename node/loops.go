@@ -362,6 +362,35 @@ func (n *Node) ensureSelfServer(ctx context.Context) {
 	}
 }
 
+// forgetLoop drops the nodes of decommissioned servers from this node's
+// member table once the leader has removed them from the cluster.
+func (n *Node) forgetLoop() {
+	ch, cancel := n.store.Watch()
+	defer cancel()
+	forgotten := map[string]bool{}
+	for {
+		var names []string
+		n.store.View(func(st *state.State) {
+			for _, sv := range st.Servers {
+				if sv.NodeRemoved && sv.NodeName != "" && !forgotten[sv.NodeName] && st.ServerByNode(sv.NodeName) == sv {
+					names = append(names, sv.NodeName)
+				}
+			}
+		})
+		for _, name := range names {
+			if m, ok := n.mesh.Member(name); !ok || m.State == mesh.StateDead || m.State == mesh.StateLeft {
+				n.mesh.ForgetMember(name)
+				forgotten[name] = true
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
 // shieldLoop watches this shield's server record. A shield-only node whose
 // server is decommissioned stops serving, leaves the mesh and stops.
 func (n *Node) shieldLoop() {

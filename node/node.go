@@ -183,6 +183,7 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 
 	n.goFn(n.joinLoop)
 	n.goFn(n.metaLoop)
+	n.goFn(n.forgetLoop)
 	if cfg.Control {
 		if cfg.BootstrapExpect > 0 && !n.store.HasState() {
 			n.goFn(n.bootstrapLoop)

@@ -324,6 +324,14 @@ func TestDecommission(t *testing.T) {
 		sv, err := cl.Server(ctx, "s1")
 		return err == nil && sv.NodeRemoved && sv.Status == api.StatusDecommissioned
 	}, "s1 removed from raft after the grace period")
+	c.WaitFor(10*time.Second, func() bool {
+		for _, n := range c.Controls() {
+			if _, ok := n.Mesh().Member("s1"); ok {
+				return false
+			}
+		}
+		return true
+	}, "s1 forgotten by every control node's gossip table")
 
 	// Its data dir refuses to start again.
 	cfg := c.Config("s1")
