@@ -70,6 +70,9 @@ func (h *hcLogger) enabled(l hclog.Level) bool {
 // emit must be called directly from the exported method so that the
 // caller's frame is at a fixed depth.
 func (h *hcLogger) emit(l hclog.Level, msg string, args []any) {
+	if quiet[msg] && l > hclog.Debug {
+		l = hclog.Debug
+	}
 	if l == hclog.Off || !h.enabled(l) {
 		return
 	}
@@ -81,6 +84,13 @@ func (h *hcLogger) emit(l hclog.Level, msg string, args []any) {
 	}
 	r.Add(formatArgs(args)...)
 	_ = h.base.Handler().Handle(context.Background(), r)
+}
+
+// quiet lists raft messages logged above debug that are routine for lumos:
+// replaying committed entries at start skips those already in the
+// snapshot.
+var quiet = map[string]bool{
+	"skipping application of old log": true,
 }
 
 // formatArgs renders hclog.Format values (hclog.Fmt("%+v", x)) as the
@@ -204,6 +214,9 @@ func (w *stdWriter) Write(p []byte) (int, error) {
 // writeLine is emit for the standard writer; the caller frame is the
 // standard library logger, so no source is recorded.
 func (h *hcLogger) writeLine(l hclog.Level, msg string) {
+	if quiet[msg] && l > hclog.Debug {
+		l = hclog.Debug
+	}
 	if l == hclog.Off || !h.enabled(l) {
 		return
 	}

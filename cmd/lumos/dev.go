@@ -76,11 +76,12 @@ is kept in --data-dir between runs (--fresh starts over).`,
 				if generated {
 					fmt.Fprintf(out, "  export LUMOS_ADMIN_TOKEN=%s\n", tok)
 				}
-				fmt.Fprintf(out, "  lumos status\n")
-				fmt.Fprintf(out, "  lumos server list\n")
-				fmt.Fprintf(out, "  lumos domain add example.test --origin 127.0.0.1:8080\n")
-				fmt.Fprintf(out, "  lumos domain assign example.test %s\n", n.Name())
-				fmt.Fprintf(out, "  lumos domain show example.test\n\n")
+				exe := invokedAs()
+				fmt.Fprintf(out, "  %s status\n", exe)
+				fmt.Fprintf(out, "  %s server list\n", exe)
+				fmt.Fprintf(out, "  %s domain add example.test --origin 127.0.0.1:8080\n", exe)
+				fmt.Fprintf(out, "  %s domain assign example.test %s\n", exe, n.Name())
+				fmt.Fprintf(out, "  %s domain show example.test\n\n", exe)
 				fmt.Fprintf(out, "Stop with Ctrl-C.\n\n")
 			})
 		},
@@ -91,7 +92,17 @@ is kept in --data-dir between runs (--fresh starts over).`,
 	fl.StringVar(&httpAddr, "http", dc.HTTPAddr, "API IP:PORT")
 	fl.StringVar(&bind, "bind", dc.BindAddr, "gossip IP:PORT")
 	fl.StringVar(&raftBind, "raft-bind", dc.RaftBind, "Raft IP:PORT")
-	fl.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	fl.StringVar(&logLevel, "log-level", "error", "log level: debug, info, warn or error")
 	fl.BoolVar(&fresh, "fresh", false, "delete the dev data dir first")
 	return cmd
+}
+
+// invokedAs is how to run this binary again from the same shell: its path
+// when it was started by one (./bin/lumos), else just "lumos".
+func invokedAs() string {
+	exe := os.Args[0]
+	if filepath.Base(exe) == exe {
+		return "lumos"
+	}
+	return exe
 }
