@@ -106,6 +106,10 @@ func (n *Node) Status() api.StatusResponse {
 			Applied:     m.Meta.AppliedIndex,
 			Version:     m.Meta.Version,
 		}
+		if m.Name == n.cfg.Name {
+			// This node's own figure, not its last gossip of it.
+			ni.Applied = n.store.AppliedIndex()
+		}
 		if !m.LastSeen.IsZero() {
 			t := m.LastSeen
 			ni.LastSeen = &t
