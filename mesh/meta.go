@@ -28,6 +28,24 @@ type Meta struct {
 	Version      string `json:"v,omitempty"`    // lumos version
 	Started      int64  `json:"st,omitempty"`   // unix seconds process start
 	Bootstrapped bool   `json:"rb,omitempty"`   // node has raft state (belongs to a cluster already)
+
+	// Shield pipeline.
+	ConfigIndex uint64   `json:"ci,omitempty"` // state index the serving HAProxy config was rendered from
+	ErrorType   string   `json:"et,omitempty"` // e.g. haproxy_reload_failed, when Health=="error"
+	Restarts    int      `json:"hr,omitempty"` // HAProxy restarts by the supervisor
+	Traffic     *Traffic `json:"t,omitempty"`  // HAProxy traffic totals
+}
+
+// Traffic is a shield's HAProxy traffic summed over its sites, as last read
+// from the stats socket.
+type Traffic struct {
+	RequestsPerSec float64 `json:"r"`
+	Requests       uint64  `json:"n"`
+	BytesIn        uint64  `json:"bi"`
+	BytesOut       uint64  `json:"bo"`
+	Connections    int     `json:"c"`
+	Responses5xx   uint64  `json:"e"`
+	At             int64   `json:"at"` // unix seconds of the reading
 }
 
 // Encode returns the JSON encoding of m. If the encoding exceeds MetaMaxSize,

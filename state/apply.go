@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -51,6 +52,10 @@ func (s *State) Apply(idx uint64, c *Command) (any, error) {
 		res, err = s.planSet(c.Time, c.PlanSet)
 	case CmdEventAdd:
 		res, err = s.eventAdd(c.Time, c.EventAdd)
+	case CmdServerHealth:
+		res, err = s.serverHealth(c.Time, c.ServerHealth)
+	case CmdDomainImport:
+		res, err = s.domainImport(idx, c.Time, c.DomainImport)
 	default:
 		return nil, invalid("command", "unknown command type %q", c.Type)
 	}
@@ -117,8 +122,7 @@ func (s *State) serverAdd(now time.Time, p *ServerAdd) (any, error) {
 	sv := &Server{ID: p.ID, Name: name, TokenHash: p.TokenHash, TokenPrefix: p.TokenPrefix, CreatedAt: now}
 	s.Servers[sv.ID] = sv
 	s.addEvent(Event{Time: now, Type: EventServerAdded, ServerID: sv.ID, Message: fmt.Sprintf("server %q added", name)})
-	v := *sv
-	return &v, nil
+	return sv.Clone(), nil
 }
 
 func (s *State) serverRename(now time.Time, p *ServerRename) (any, error) {
@@ -139,8 +143,7 @@ func (s *State) serverRename(now time.Time, p *ServerRename) (any, error) {
 	old := sv.Name
 	sv.Name = name
 	s.addEvent(Event{Time: now, Type: EventServerRenamed, ServerID: sv.ID, Message: fmt.Sprintf("server %q renamed to %q", old, name)})
-	v := *sv
-	return &v, nil
+	return sv.Clone(), nil
 }
 
 func (s *State) serverBind(now time.Time, p *ServerBind) (any, error) {
@@ -165,14 +168,20 @@ func (s *State) serverBind(now time.Time, p *ServerBind) (any, error) {
 	if sv.NodeName != "" && sv.NodeName != p.NodeName && !p.Rebind {
 		return nil, newErr(CodeConflict, "token", "server %q is already bound to node %q", sv.Name, sv.NodeName)
 	}
+	sites, err := normalizeSites(p.Sites)
+	if err != nil {
+		return nil, err
+	}
 	first := sv.NodeName != p.NodeName || sv.Addr != p.Addr || sv.RaftAddr != p.RaftAddr
 	sv.NodeName, sv.Addr, sv.RaftAddr = p.NodeName, p.Addr, p.RaftAddr
+	if p.Sites != nil {
+		sv.Sites = sites
+	}
 	if sv.BoundAt.IsZero() || first {
 		sv.BoundAt = now
 		s.addEvent(Event{Time: now, Type: EventServerJoined, ServerID: sv.ID, Message: fmt.Sprintf("server %q joined as node %q (%s)", sv.Name, p.NodeName, p.Addr)})
 	}
-	v := *sv
-	return &v, nil
+	return sv.Clone(), nil
 }
 
 func (s *State) serverDecommission(now time.Time, p *ServerDecommission) (any, error) {
@@ -204,8 +213,7 @@ func (s *State) serverDecommission(now time.Time, p *ServerDecommission) (any, e
 	sv.Decommissioned = true
 	sv.DecommissionedAt = now
 	s.addEvent(Event{Time: now, Type: EventServerDecommissioned, ServerID: sv.ID, Message: fmt.Sprintf("server %q decommissioned; removed from %d domain(s)", sv.Name, len(res.Unassigned))})
-	v := *sv
-	res.Server = &v
+	res.Server = sv.Clone()
 	return res, nil
 }
 
@@ -225,8 +233,7 @@ func (s *State) serverNodeRemoved(now time.Time, p *ServerNodeRemoved) (any, err
 	}
 	sv.NodeRemoved = true
 	s.addEvent(Event{Time: now, Type: EventServerNodeRemoved, ServerID: sv.ID, Message: fmt.Sprintf("node %q of decommissioned server %q removed from the cluster", sv.NodeName, sv.Name)})
-	v := *sv
-	return &v, nil
+	return sv.Clone(), nil
 }
 
 // checkServers validates an ordered server list for a domain.
@@ -397,6 +404,97 @@ func (s *State) eventAdd(now time.Time, p *EventAdd) (any, error) {
 	s.addEvent(e)
 	v := s.Events[len(s.Events)-1]
 	return &v, nil
+}
+
+// MaxSites bounds the detected sites stored with a server.
+const MaxSites = 10000
+
+func normalizeSites(in []Site) ([]Site, error) {
+	if len(in) > MaxSites {
+		return nil, invalid("sites", "at most %d detected sites are kept", MaxSites)
+	}
+	out := make([]Site, 0, len(in))
+	for _, st := range in {
+		name, err := NormalizeDomainName(st.Domain)
+		if err != nil {
+			return nil, invalid("sites", "detected site %q: %s", st.Domain, err.Error())
+		}
+		mode, err := ValidateMode(st.Mode)
+		if err != nil {
+			return nil, invalid("sites", "detected site %s: %s", name, err.Error())
+		}
+		st.Domain, st.Mode = name, mode
+		st.Origins = slices.Clone(st.Origins)
+		st.Unresolved = slices.Clone(st.Unresolved)
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (s *State) serverHealth(now time.Time, p *ServerHealth) (any, error) {
+	if p == nil {
+		return nil, missing(CmdServerHealth)
+	}
+	sv, err := s.server(p.ID)
+	if err != nil {
+		return nil, err
+	}
+	if (p.ErrorType == "") != (p.Error == "") {
+		return nil, invalid("error", "error type and error go together")
+	}
+	if len(p.Error) > 1000 {
+		p.Error = p.Error[:1000]
+	}
+	if sv.ErrorType == p.ErrorType && sv.Error == p.Error {
+		return sv.Clone(), nil
+	}
+	switch {
+	case p.ErrorType != "":
+		s.addEvent(Event{Time: now, Type: EventServerError, ServerID: sv.ID, Reason: p.ErrorType, Message: fmt.Sprintf("server %q: %s", sv.Name, p.Error)})
+	case sv.ErrorType != "":
+		s.addEvent(Event{Time: now, Type: EventServerErrorCleared, ServerID: sv.ID, Reason: sv.ErrorType, Message: fmt.Sprintf("server %q: %s cleared", sv.Name, sv.ErrorType)})
+	}
+	sv.ErrorType, sv.Error = p.ErrorType, p.Error
+	return sv.Clone(), nil
+}
+
+// domainImport adds several domains assigned to one server, all or none.
+func (s *State) domainImport(idx uint64, now time.Time, p *DomainImport) (any, error) {
+	if p == nil {
+		return nil, missing(CmdDomainImport)
+	}
+	sv, err := s.server(p.ServerID)
+	if err != nil {
+		return nil, err
+	}
+	if sv.Decommissioned {
+		return nil, newErr(CodeDecommissioned, "server", "server %q is decommissioned", sv.Name)
+	}
+	if len(p.Domains) == 0 {
+		return nil, invalid("sites", "no site to import")
+	}
+	// Validate everything on a copy first, so a bad site changes nothing.
+	trial := s.Clone()
+	for i := range p.Domains {
+		d := p.Domains[i]
+		d.Servers = []string{sv.ID}
+		if _, err := trial.domainAdd(idx, now, &d); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*Domain, 0, len(p.Domains))
+	for i := range p.Domains {
+		d := p.Domains[i]
+		d.Servers = []string{sv.ID}
+		res, _ := s.domainAdd(idx, now, &d)
+		out = append(out, res.(*Domain))
+	}
+	names := make([]string, len(out))
+	for i, d := range out {
+		names[i] = d.Name
+	}
+	s.addEvent(Event{Time: now, Type: EventDomainImported, ServerID: sv.ID, Message: fmt.Sprintf("imported %d site(s) from server %q: %s", len(out), sv.Name, strings.Join(names, ", "))})
+	return out, nil
 }
 
 // server looks a server up by ID for a command.

@@ -23,6 +23,8 @@ const (
 	CmdDomainRemove       = "domain.remove"
 	CmdPlanSet            = "plan.set"
 	CmdEventAdd           = "event.add"
+	CmdServerHealth       = "server.health"
+	CmdDomainImport       = "domain.import"
 )
 
 // Command is one replicated change. Time is stamped by the leader when the
@@ -42,6 +44,8 @@ type Command struct {
 	DomainRemove       *DomainRemove       `json:"domain_remove,omitempty"`
 	PlanSet            *PlanSet            `json:"plan_set,omitempty"`
 	EventAdd           *EventAdd           `json:"event_add,omitempty"`
+	ServerHealth       *ServerHealth       `json:"server_health,omitempty"`
+	DomainImport       *DomainImport       `json:"domain_import,omitempty"`
 }
 
 // ServerAdd creates a server. ID and token hash are made by the leader.
@@ -67,6 +71,25 @@ type ServerBind struct {
 	Addr     string `json:"addr"`
 	RaftAddr string `json:"raft_addr"`
 	Rebind   bool   `json:"rebind,omitempty"`
+	// Sites detected in the shield's original HAProxy configuration; nil
+	// keeps those already stored.
+	Sites []Site `json:"sites,omitempty"`
+}
+
+// ServerHealth records a shield error (ErrorType and Error set) or its
+// clearing (both empty). The leader proposes it on a change of the health a
+// shield gossips.
+type ServerHealth struct {
+	ID        string `json:"id"`
+	ErrorType string `json:"error_type,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// DomainImport adds detected sites as domains assigned to one server, all
+// or none.
+type DomainImport struct {
+	ServerID string      `json:"server_id"`
+	Domains  []DomainAdd `json:"domains"`
 }
 
 // ServerDecommission soft-deletes a server.
@@ -136,6 +159,10 @@ func NewCommand(now time.Time, payload any) (*Command, error) {
 		c.Type, c.PlanSet = CmdPlanSet, p
 	case *EventAdd:
 		c.Type, c.EventAdd = CmdEventAdd, p
+	case *ServerHealth:
+		c.Type, c.ServerHealth = CmdServerHealth, p
+	case *DomainImport:
+		c.Type, c.DomainImport = CmdDomainImport, p
 	default:
 		return nil, fmt.Errorf("new command: unknown payload %T", payload)
 	}
@@ -165,6 +192,10 @@ func payloadPointer(payload any) any {
 	case PlanSet:
 		return &p
 	case EventAdd:
+		return &p
+	case ServerHealth:
+		return &p
+	case DomainImport:
 		return &p
 	}
 	return payload

@@ -50,11 +50,29 @@ type Server struct {
 	RaftAddr string    `json:"raft_addr,omitempty"` // IP:PORT
 	BoundAt  time.Time `json:"bound_at,omitempty"`
 
+	// Sites are the sites found in the HAProxy configuration the shield
+	// had before it joined, reported at join.
+	Sites []Site `json:"sites,omitempty"`
+	// ErrorType and Error describe a shield error (a failed HAProxy reload,
+	// HAProxy down) until it clears; set by the leader from gossip health.
+	ErrorType string `json:"error_type,omitempty"`
+	Error     string `json:"error,omitempty"`
+
 	Decommissioned   bool      `json:"decommissioned,omitempty"`
 	DecommissionedAt time.Time `json:"decommissioned_at,omitempty"`
 	// NodeRemoved is set once the leader has removed a decommissioned
 	// server's node from Raft after the grace period.
 	NodeRemoved bool `json:"node_removed,omitempty"`
+}
+
+// Site is a site detected in a shield's original HAProxy configuration.
+type Site struct {
+	Domain     string   `json:"domain"`
+	Mode       string   `json:"mode"`
+	Origins    []string `json:"origins"`
+	Backend    string   `json:"backend,omitempty"`
+	Frontend   string   `json:"frontend,omitempty"`
+	Unresolved []string `json:"unresolved,omitempty"`
 }
 
 // DNS holds a domain's DNS failover settings.
@@ -111,6 +129,8 @@ const (
 	EventServerDown           = "server_down"
 	EventServerRecovered      = "server_recovered"
 	EventServerError          = "server_error"
+	EventServerErrorCleared   = "server_error_cleared"
+	EventDomainImported       = "domain_imported"
 	EventDomainAdded          = "domain_added"
 	EventDomainAssigned       = "domain_assigned"
 	EventDomainRemoved        = "domain_removed"
@@ -170,13 +190,26 @@ func (s *State) Clone() *State {
 		Index:       s.Index,
 	}
 	for id, sv := range s.Servers {
-		v := *sv
-		c.Servers[id] = &v
+		c.Servers[id] = sv.Clone()
 	}
 	for n, d := range s.Domains {
 		c.Domains[n] = d.Clone()
 	}
 	return c
+}
+
+// Clone returns a deep copy of the server.
+func (sv *Server) Clone() *Server {
+	v := *sv
+	if sv.Sites != nil {
+		v.Sites = make([]Site, len(sv.Sites))
+		for i, st := range sv.Sites {
+			st.Origins = slices.Clone(st.Origins)
+			st.Unresolved = slices.Clone(st.Unresolved)
+			v.Sites[i] = st
+		}
+	}
+	return &v
 }
 
 // Clone returns a deep copy of the domain. Empty and nil lists stay as they
