@@ -366,6 +366,21 @@ func (c *Client) SetPlan(ctx context.Context, plan string) (*PlanInfo, error) {
 
 // Join presents a shield's server token to the control plane. It needs no
 // admin token.
+// ServerSites lists the sites detected on a server's original HAProxy
+// configuration.
+func (c *Client) ServerSites(ctx context.Context, ref string) ([]SiteInfo, error) {
+	var out []SiteInfo
+	err := c.do(ctx, http.MethodGet, "/v1/servers/"+seg(ref)+"/sites", nil, nil, &out)
+	return out, err
+}
+
+// ImportSites turns detected sites into managed domains on that server.
+func (c *Client) ImportSites(ctx context.Context, ref string, sites []string) ([]DomainInfo, error) {
+	var out []DomainInfo
+	err := c.do(ctx, http.MethodPost, "/v1/servers/"+seg(ref)+"/import", nil, &ImportRequest{Sites: sites}, &out)
+	return out, err
+}
+
 func (c *Client) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, error) {
 	if req == nil {
 		req = &JoinRequest{}

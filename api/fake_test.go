@@ -273,7 +273,8 @@ func errorOf(t *testing.T, body []byte) ErrorDetail {
 func alive(node, serverID string, applied uint64, health string) mesh.Member {
 	return mesh.Member{
 		Name: node, Addr: "10.0.0.9", Port: 7946, State: mesh.StateAlive,
-		Meta: mesh.Meta{Shield: true, ServerID: serverID, Addr: "10.0.0.9", AppliedIndex: applied, Health: health,
+		// A shield that runs HAProxy serves the config of what it applied.
+		Meta: mesh.Meta{Shield: true, ServerID: serverID, Addr: "10.0.0.9", AppliedIndex: applied, ConfigIndex: applied, Health: health,
 			Started: testStart.Add(-time.Hour).Unix(), Version: "test"},
 		LastSeen: testStart, Since: testStart.Add(-time.Hour),
 	}

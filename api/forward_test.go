@@ -399,7 +399,7 @@ func TestFailLimiter(t *testing.T) {
 
 func signedJoin(t *testing.T, token, node string) *JoinRequest {
 	t.Helper()
-	req, err := NewJoinRequest(token, time.Now(), node, "10.0.0.7", "10.0.0.7:7946", "10.0.0.7:7947", "test")
+	req, err := NewJoinRequest(token, time.Now(), node, "10.0.0.7", "10.0.0.7:7946", "10.0.0.7:7947", "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

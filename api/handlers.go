@@ -117,6 +117,95 @@ func (s *server) renameServer(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.serverView(id, sv))
 }
 
+// serverSites lists the sites detected in a server's original HAProxy
+// configuration, marking those already managed.
+func (s *server) serverSites(w http.ResponseWriter, r *http.Request) {
+	var (
+		out []SiteInfo
+		err error
+	)
+	s.read(func(st *state.State, _ memberIndex, _ time.Time) {
+		var sv *state.Server
+		if sv, err = st.FindServer(r.PathValue("ref")); err != nil {
+			return
+		}
+		out = make([]SiteInfo, 0, len(sv.Sites))
+		for _, site := range sv.Sites {
+			_, managed := st.Domains[site.Domain]
+			out = append(out, SiteInfo{Site: site, Managed: managed})
+		}
+	})
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// importSites turns detected sites into managed domains assigned to the
+// server they were found on, all or none.
+func (s *server) importSites(w http.ResponseWriter, r *http.Request) {
+	var req ImportRequest
+	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	res, ok := s.commit(w, r, func(st *state.State) (any, error) {
+		sv, err := st.FindServer(r.PathValue("ref"))
+		if err != nil {
+			return nil, err
+		}
+		if len(req.Sites) == 0 {
+			return nil, &state.Error{Code: state.CodeInvalid, Field: "sites", Message: "name at least one site to import (see lumos server sites)"}
+		}
+		imp := &state.DomainImport{ServerID: sv.ID}
+		for _, ref := range req.Sites {
+			site, err := findSite(sv, ref)
+			if err != nil {
+				return nil, err
+			}
+			if len(site.Unresolved) > 0 && len(site.Origins) == 0 {
+				return nil, &state.Error{Code: state.CodeInvalid, Field: "sites", Message: fmt.Sprintf("site %s has no IP:PORT origin (servers %s): add it with lumos domain add instead", site.Domain, strings.Join(site.Unresolved, ", "))}
+			}
+			imp.Domains = append(imp.Domains, state.DomainAdd{Name: site.Domain, Origins: site.Origins, Mode: site.Mode})
+		}
+		return imp, nil
+	})
+	if !ok {
+		return
+	}
+	domains, _ := res.([]*state.Domain)
+	out := make([]DomainInfo, 0, len(domains))
+	for _, d := range domains {
+		out = append(out, s.domainView(d.Name, d))
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// findSite resolves "example.com" or "example.com/tcp" among a server's
+// detected sites.
+func findSite(sv *state.Server, ref string) (*state.Site, error) {
+	name, mode, _ := strings.Cut(strings.TrimSpace(ref), "/")
+	n, err := state.NormalizeDomainName(name)
+	if err != nil {
+		return nil, &state.Error{Code: state.CodeInvalid, Field: "sites", Message: fmt.Sprintf("site %q: %s", ref, err.Error())}
+	}
+	var found []*state.Site
+	for i := range sv.Sites {
+		st := &sv.Sites[i]
+		if st.Domain == n && (mode == "" || st.Mode == strings.ToLower(mode)) {
+			found = append(found, st)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, &state.Error{Code: state.CodeNotFound, Field: "sites", Message: fmt.Sprintf("server %q has no detected site %q (see lumos server sites %s)", sv.Name, ref, sv.Name)}
+	case 1:
+		return found[0], nil
+	}
+	return nil, &state.Error{Code: state.CodeConflict, Field: "sites", Message: fmt.Sprintf("site %s was detected in both http and tcp mode: name it %s/http or %s/tcp", n, n, n)}
+}
+
 func (s *server) decommissionServer(w http.ResponseWriter, r *http.Request) {
 	var id string
 	res, ok := s.commit(w, r, func(st *state.State) (any, error) {

@@ -52,7 +52,7 @@ type JoinSecret struct {
 }
 
 // NewJoinRequest builds a signed join request for token.
-func NewJoinRequest(token string, now time.Time, node, addr, gossipAddr, raftAddr, version string) (*JoinRequest, error) {
+func NewJoinRequest(token string, now time.Time, node, addr, gossipAddr, raftAddr, version string, sites []state.Site) (*JoinRequest, error) {
 	token = strings.TrimSpace(token)
 	if len(token) < state.TokenPrefixLen+8 {
 		return nil, fmt.Errorf("the token is too short to be a server token")
@@ -68,6 +68,7 @@ func NewJoinRequest(token string, now time.Time, node, addr, gossipAddr, raftAdd
 		GossipAddr:  gossipAddr,
 		RaftAddr:    raftAddr,
 		Version:     version,
+		Sites:       sites,
 		Time:        now.Unix(),
 		Nonce:       base64.StdEncoding.EncodeToString(nonce),
 	}
@@ -88,7 +89,9 @@ func deriveKey(tokenHash, info string) ([]byte, error) {
 }
 
 func (r *JoinRequest) canonical() []byte {
-	return []byte(strings.Join([]string{"v1", r.TokenPrefix, r.NodeName, r.Addr, r.GossipAddr, r.RaftAddr, r.Version, strconv.FormatInt(r.Time, 10), r.Nonce}, "\n"))
+	sites, _ := json.Marshal(r.Sites)
+	sum := sha256.Sum256(sites)
+	return []byte(strings.Join([]string{"v1", r.TokenPrefix, r.NodeName, r.Addr, r.GossipAddr, r.RaftAddr, r.Version, strconv.FormatInt(r.Time, 10), r.Nonce, hex.EncodeToString(sum[:])}, "\n"))
 }
 
 func (r *JoinRequest) mac(tokenHash string) ([]byte, error) {

@@ -12,7 +12,7 @@ const testToken = "lmt_abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst"
 
 func TestJoinRequestVerify(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	req, err := NewJoinRequest(testToken, now, "node-a", "10.0.0.7", "10.0.0.7:7946", "10.0.0.7:7947", "v1")
+	req, err := NewJoinRequest(testToken, now, "node-a", "10.0.0.7", "10.0.0.7:7946", "10.0.0.7:7947", "v1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +37,7 @@ func TestJoinRequestVerify(t *testing.T) {
 		"prefix":      func(r *JoinRequest) { r.TokenPrefix = "lmt_zzzzzzzz" },
 		"mac":         func(r *JoinRequest) { r.MAC = r.MAC[:len(r.MAC)-2] + "00" },
 		"mac not hex": func(r *JoinRequest) { r.MAC = "zz" },
+		"sites":       func(r *JoinRequest) { r.Sites = []state.Site{{Domain: "evil.example.com"}} },
 	}
 	for name, f := range tamper {
 		r := *req
@@ -54,15 +55,15 @@ func TestJoinRequestVerify(t *testing.T) {
 	if err := req.CheckTime(now.Add(JoinMaxSkew + time.Second)); err == nil {
 		t.Error("a stale request was accepted")
 	}
-	if _, err := NewJoinRequest("lmt_short", now, "n", "", "", "", ""); err == nil {
+	if _, err := NewJoinRequest("lmt_short", now, "n", "", "", "", "", nil); err == nil {
 		t.Error("a short token was accepted")
 	}
 }
 
 func TestJoinSealBoundToRequest(t *testing.T) {
 	hash := state.HashToken(testToken)
-	req, _ := NewJoinRequest(testToken, time.Now(), "node-a", "10.0.0.7", "", "10.0.0.7:7947", "")
-	other, _ := NewJoinRequest(testToken, time.Now(), "node-a", "10.0.0.7", "", "10.0.0.7:7947", "")
+	req, _ := NewJoinRequest(testToken, time.Now(), "node-a", "10.0.0.7", "", "10.0.0.7:7947", "", nil)
+	other, _ := NewJoinRequest(testToken, time.Now(), "node-a", "10.0.0.7", "", "10.0.0.7:7947", "", nil)
 	secret := &JoinSecret{GossipKey: "c2VjcmV0LWNsdXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmc=", GossipPeers: []string{"10.0.0.1:7946"}, Profile: "lan"}
 	sealed, err := SealJoin(hash, req, secret)
 	if err != nil {

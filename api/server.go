@@ -141,6 +141,8 @@ func (s *server) routes() {
 	s.handle("GET /v1/servers/{ref}", read, s.getServer)
 	s.handle("PATCH /v1/servers/{ref}", write, s.renameServer)
 	s.handle("POST /v1/servers/{ref}/decommission", write, s.decommissionServer)
+	s.handle("GET /v1/servers/{ref}/sites", read, s.serverSites)
+	s.handle("POST /v1/servers/{ref}/import", write, s.importSites)
 
 	s.handle("GET /v1/domains", read, s.listDomains)
 	s.handle("POST /v1/domains", write, s.addDomain)

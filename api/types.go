@@ -76,6 +76,39 @@ type ServerInfo struct {
 	Decommissioned   bool       `json:"decommissioned,omitempty"`
 	DecommissionedAt *time.Time `json:"decommissioned_at,omitempty"`
 	NodeRemoved      bool       `json:"node_removed,omitempty"`
+
+	// The shield's HAProxy pipeline, from its gossip metadata.
+	ConfigHash  string       `json:"config_hash,omitempty"`
+	ConfigIndex uint64       `json:"config_index,omitempty"` // state index its serving config was rendered from
+	ErrorType   string       `json:"error_type,omitempty"`   // e.g. haproxy_reload_failed
+	Restarts    int          `json:"haproxy_restarts,omitempty"`
+	Traffic     *TrafficInfo `json:"traffic,omitempty"`
+	Sites       int          `json:"detected_sites"` // sites found in its original HAProxy config
+}
+
+// TrafficInfo is a shield's HAProxy traffic summed over its sites.
+type TrafficInfo struct {
+	RequestsPerSec float64   `json:"requests_per_sec"`
+	Requests       uint64    `json:"requests"`
+	BytesIn        uint64    `json:"bytes_in"`
+	BytesOut       uint64    `json:"bytes_out"`
+	Connections    int       `json:"connections"`
+	Responses5xx   uint64    `json:"responses_5xx"`
+	At             time.Time `json:"at"`
+}
+
+// SiteInfo is a site detected in a shield's original HAProxy config.
+type SiteInfo struct {
+	state.Site
+	// Managed is set when a domain of that name is already managed.
+	Managed bool `json:"managed"`
+}
+
+// ImportRequest is the body of POST /v1/servers/{ref}/import: the sites to
+// import, by domain ("example.com", or "example.com/tcp" when a domain was
+// detected in both modes).
+type ImportRequest struct {
+	Sites []string `json:"sites"`
 }
 
 // AddServerRequest is the body of POST /v1/servers.
@@ -197,9 +230,12 @@ type JoinRequest struct {
 	GossipAddr  string `json:"gossip_addr"` // IP:PORT
 	RaftAddr    string `json:"raft_addr"`   // IP:PORT
 	Version     string `json:"version,omitempty"`
-	Time        int64  `json:"time"`  // unix seconds
-	Nonce       string `json:"nonce"` // base64, 16 random bytes
-	MAC         string `json:"mac"`   // hex HMAC-SHA256
+	// Sites found in the shield's original HAProxy configuration; sent
+	// at the first join.
+	Sites []state.Site `json:"sites,omitempty"`
+	Time  int64        `json:"time"`  // unix seconds
+	Nonce string       `json:"nonce"` // base64, 16 random bytes
+	MAC   string       `json:"mac"`   // hex HMAC-SHA256
 }
 
 // JoinResponse admits a shield. Sealed holds a JoinSecret (the gossip key

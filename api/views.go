@@ -88,6 +88,7 @@ func serverInfo(st *state.State, mi memberIndex, sv *state.Server, now time.Time
 		Domains:        st.DomainsOf(sv.ID),
 		Decommissioned: sv.Decommissioned,
 		NodeRemoved:    sv.NodeRemoved,
+		Sites:          len(sv.Sites),
 	}
 	if info.Domains == nil {
 		info.Domains = []string{}
@@ -119,15 +120,36 @@ func serverInfo(st *state.State, mi memberIndex, sv *state.Server, now time.Time
 		}
 	}
 	info.AppliedIndex = m.Meta.AppliedIndex
-	if len(info.Domains) == 0 {
-		info.Current = m.Meta.AppliedIndex >= 1
-	} else {
-		info.Current = m.Meta.AppliedIndex >= maxDomainVersion(st, info.Domains)
-	}
+	info.Current = serverCurrent(st, sv, info.Domains, m.Meta)
 	info.Health = m.Meta.Health
 	info.HealthError = m.Meta.HealthError
+	info.ErrorType = m.Meta.ErrorType
 	info.Version = m.Meta.Version
+	info.ConfigHash = m.Meta.ConfigHash
+	info.ConfigIndex = m.Meta.ConfigIndex
+	info.Restarts = m.Meta.Restarts
+	if t := m.Meta.Traffic; t != nil {
+		info.Traffic = &TrafficInfo{
+			RequestsPerSec: t.RequestsPerSec, Requests: t.Requests,
+			BytesIn: t.BytesIn, BytesOut: t.BytesOut,
+			Connections: t.Connections, Responses5xx: t.Responses5xx,
+			At: time.Unix(t.At, 0).UTC(),
+		}
+	}
 	return info
+}
+
+// serverCurrent tells whether a shield has applied every change that
+// concerns it: the last change to its assignments and to each of its
+// domains. A shield running HAProxy counts what HAProxy serves (the state
+// index its config was rendered from); one without counts what it applied.
+func serverCurrent(st *state.State, sv *state.Server, domains []string, meta mesh.Meta) bool {
+	have := meta.AppliedIndex
+	if meta.Health != "" {
+		have = meta.ConfigIndex
+	}
+	need := max(sv.Version, maxDomainVersion(st, domains), 1)
+	return have >= need
 }
 
 // domainInfo builds the API view of d. d need not be in st (a removed

@@ -170,7 +170,7 @@ func (n *Node) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinRespons
 		}
 		rebind = true
 	}
-	cmd := state.MustCommand(time.Now(), &state.ServerBind{ID: sv.ID, NodeName: req.NodeName, Addr: req.Addr, RaftAddr: req.RaftAddr, Rebind: rebind})
+	cmd := state.MustCommand(time.Now(), &state.ServerBind{ID: sv.ID, NodeName: req.NodeName, Addr: req.Addr, RaftAddr: req.RaftAddr, Rebind: rebind, Sites: req.Sites})
 	if _, err := n.store.Apply(ctx, cmd); err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (n *Node) firstJoin(ctx context.Context, raftAddr string) error {
 	backoff := 250 * time.Millisecond
 	for {
 		// A fresh signature (time and nonce) at every attempt.
-		req, err := api.NewJoinRequest(n.cfg.Token, time.Now(), n.cfg.Name, n.advertiseIP, gossip, raftAddr, n.cfg.Version)
+		req, err := api.NewJoinRequest(n.cfg.Token, time.Now(), n.cfg.Name, n.advertiseIP, gossip, raftAddr, n.cfg.Version, n.detected)
 		if err != nil {
 			return fmt.Errorf("join: %w", err)
 		}

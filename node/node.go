@@ -48,6 +48,8 @@ type Node struct {
 	mu         sync.Mutex
 	stopReason error
 	joinNonces nonceCache
+	// detected are the sites of the HAProxy config found at first join.
+	detected []state.Site
 	mux        *http.ServeMux
 }
 

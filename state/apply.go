@@ -39,7 +39,7 @@ func (s *State) Apply(idx uint64, c *Command) (any, error) {
 	case CmdServerBind:
 		res, err = s.serverBind(c.Time, c.ServerBind)
 	case CmdServerDecommission:
-		res, err = s.serverDecommission(c.Time, c.ServerDecommission)
+		res, err = s.serverDecommission(idx, c.Time, c.ServerDecommission)
 	case CmdServerNodeRemoved:
 		res, err = s.serverNodeRemoved(c.Time, c.ServerNodeRemoved)
 	case CmdDomainAdd:
@@ -47,7 +47,7 @@ func (s *State) Apply(idx uint64, c *Command) (any, error) {
 	case CmdDomainAssign:
 		res, err = s.domainAssign(idx, c.Time, c.DomainAssign)
 	case CmdDomainRemove:
-		res, err = s.domainRemove(c.Time, c.DomainRemove)
+		res, err = s.domainRemove(idx, c.Time, c.DomainRemove)
 	case CmdPlanSet:
 		res, err = s.planSet(c.Time, c.PlanSet)
 	case CmdEventAdd:
@@ -184,7 +184,7 @@ func (s *State) serverBind(now time.Time, p *ServerBind) (any, error) {
 	return sv.Clone(), nil
 }
 
-func (s *State) serverDecommission(now time.Time, p *ServerDecommission) (any, error) {
+func (s *State) serverDecommission(idx uint64, now time.Time, p *ServerDecommission) (any, error) {
 	if p == nil {
 		return nil, missing(CmdServerDecommission)
 	}
@@ -212,6 +212,7 @@ func (s *State) serverDecommission(now time.Time, p *ServerDecommission) (any, e
 	}
 	sv.Decommissioned = true
 	sv.DecommissionedAt = now
+	sv.Version = idx
 	s.addEvent(Event{Time: now, Type: EventServerDecommissioned, ServerID: sv.ID, Message: fmt.Sprintf("server %q decommissioned; removed from %d domain(s)", sv.Name, len(res.Unassigned))})
 	res.Server = sv.Clone()
 	return res, nil
@@ -316,6 +317,7 @@ func (s *State) domainAdd(idx uint64, now time.Time, p *DomainAdd) (any, error) 
 	}
 	d.ActiveServer = d.Primary()
 	s.Domains[name] = d
+	s.touch(idx, d.Servers...)
 	s.addEvent(Event{Time: now, Type: EventDomainAdded, Domain: name, Message: fmt.Sprintf("domain %s added (%s, %d origin(s))", name, mode, len(origins))})
 	return d.Clone(), nil
 }
@@ -338,6 +340,8 @@ func (s *State) domainAssign(idx uint64, now time.Time, p *DomainAssign) (any, e
 	if err := s.checkServers(p.Servers); err != nil {
 		return nil, err
 	}
+	s.touch(idx, d.Servers...)
+	s.touch(idx, p.Servers...)
 	d.Servers = append([]string{}, p.Servers...)
 	if d.FailoverStatus != FailoverFailedOver || !contains(d.Servers, d.ActiveServer) || d.ActiveServer == d.Primary() {
 		d.FailoverStatus = FailoverActive
@@ -352,7 +356,7 @@ func (s *State) domainAssign(idx uint64, now time.Time, p *DomainAssign) (any, e
 	return d.Clone(), nil
 }
 
-func (s *State) domainRemove(now time.Time, p *DomainRemove) (any, error) {
+func (s *State) domainRemove(idx uint64, now time.Time, p *DomainRemove) (any, error) {
 	if p == nil {
 		return nil, missing(CmdDomainRemove)
 	}
@@ -365,6 +369,7 @@ func (s *State) domainRemove(now time.Time, p *DomainRemove) (any, error) {
 		return nil, newErr(CodeNotFound, "domain", "domain %s not found", name)
 	}
 	delete(s.Domains, name)
+	s.touch(idx, d.Servers...)
 	s.addEvent(Event{Time: now, Type: EventDomainRemoved, Domain: name, Message: fmt.Sprintf("domain %s removed", name)})
 	return d, nil
 }
@@ -495,6 +500,15 @@ func (s *State) domainImport(idx uint64, now time.Time, p *DomainImport) (any, e
 	}
 	s.addEvent(Event{Time: now, Type: EventDomainImported, ServerID: sv.ID, Message: fmt.Sprintf("imported %d site(s) from server %q: %s", len(out), sv.Name, strings.Join(names, ", "))})
 	return out, nil
+}
+
+// touch records that what the given servers serve changed at idx.
+func (s *State) touch(idx uint64, ids ...string) {
+	for _, id := range ids {
+		if sv, ok := s.Servers[id]; ok && idx > sv.Version {
+			sv.Version = idx
+		}
+	}
 }
 
 // server looks a server up by ID for a command.

@@ -50,6 +50,11 @@ type Server struct {
 	RaftAddr string    `json:"raft_addr,omitempty"` // IP:PORT
 	BoundAt  time.Time `json:"bound_at,omitempty"`
 
+	// Version is the log index of the last change to what this server
+	// serves (its domain assignments); with its domains' versions it tells
+	// whether a shield is current.
+	Version uint64 `json:"version,omitempty"`
+
 	// Sites are the sites found in the HAProxy configuration the shield
 	// had before it joined, reported at join.
 	Sites []Site `json:"sites,omitempty"`
