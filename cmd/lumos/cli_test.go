@@ -205,7 +205,7 @@ func (h *harness) bind(id, node, ip string) {
 		Name: node, Addr: ip, Port: 7946, State: mesh.StateAlive,
 		Meta: mesh.Meta{
 			Shield: true, ServerID: id, Addr: ip, Health: "ok", Version: "1.2.3",
-			AppliedIndex: 1 << 20, Started: t0.Add(-(2*time.Hour + 5*time.Minute)).Unix(),
+			AppliedIndex: 1 << 20, ConfigIndex: 1 << 20, Started: t0.Add(-(2*time.Hour + 5*time.Minute)).Unix(),
 		},
 		LastSeen: t0.Add(-3 * time.Second),
 		Since:    t0.Add(-time.Hour),

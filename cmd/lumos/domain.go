@@ -29,6 +29,7 @@ no cold start when DNS fails over to it.`,
   lumos domain show example.com
   lumos domain remove example.com --yes`)
 	cmd.AddCommand(
+		c.domainImportCmd(),
 		c.domainAddCmd(),
 		c.domainAssignCmd(),
 		c.domainListCmd(),
@@ -330,4 +331,35 @@ Asks for confirmation on a terminal; pass --yes in scripts.`,
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
+}
+
+func (c *cli) domainImportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "import SERVER SITE [SITE...]",
+		Short: "Turn sites detected on a server into managed domains",
+		Long: `Import sites that lumos detected in a shield's original HAProxy config
+(see "lumos server sites SERVER") as managed domains, with the origins and
+mode found there, assigned to that server. All the named sites are imported,
+or none. Name a site detected in both modes as DOMAIN/http or DOMAIN/tcp.`,
+		Example: `  lumos domain import edge-fra-1 shop.example.com blog.example.com
+  lumos domain import edge-fra-1 mail.example.com/tcp`,
+		Args: minArgs("SERVER", "SITE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := call(c, cmd, func(ctx context.Context, cl *api.Client) ([]api.DomainInfo, error) {
+				return cl.ImportSites(ctx, args[0], args[1:])
+			})
+			if err != nil {
+				return err
+			}
+			out = normEach(orEmpty(out), normDomain)
+			return c.emit(out, func() error {
+				for _, d := range out {
+					if err := c.say("Imported %s (%s, origins %s) on %s.\n", d.Name, d.Mode, strings.Join(d.Origins, ", "), args[0]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+	}
 }

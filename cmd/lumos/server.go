@@ -29,13 +29,15 @@ Statuses: online (gossip alive and HAProxy healthy), offline, error
   lumos server list
   lumos server show "edge fra 1"
   lumos server rename "edge fra 1" edge-fra-1
-  lumos server decommission edge-fra-1 --yes`)
+  lumos server decommission edge-fra-1 --yes
+  lumos server sites edge-fra-1`)
 	cmd.AddCommand(
 		c.serverAddCmd(),
 		c.serverListCmd(),
 		c.serverShowCmd(),
 		c.serverRenameCmd(),
 		c.serverDecommissionCmd(),
+		c.serverSitesCmd(),
 	)
 	return cmd
 }
@@ -213,6 +215,22 @@ func (c *cli) printServer(s *api.ServerInfo) error {
 		}
 	}
 	kv.add("Applied index", applied)
+	if s.ConfigHash != "" || s.ConfigIndex != 0 {
+		kv.add("HAProxy config", fmt.Sprintf("%s, rendered at index %d", shortHash(s.ConfigHash), s.ConfigIndex))
+	}
+	if s.ErrorType != "" {
+		kv.add("Error", s.ErrorType)
+	}
+	if s.Restarts > 0 {
+		kv.add("HAProxy restarts", strconv.Itoa(s.Restarts))
+	}
+	if t := s.Traffic; t != nil {
+		kv.add("Traffic", fmt.Sprintf("%.1f req/s, %d requests, %s in, %s out, %d connections, %d 5xx (%s)",
+			t.RequestsPerSec, t.Requests, fmtBytes(t.BytesIn), fmtBytes(t.BytesOut), t.Connections, t.Responses5xx, c.fmtTimeAgo(t.At)))
+	}
+	if s.Sites > 0 {
+		kv.add("Detected sites", fmt.Sprintf("%d (lumos server sites %s)", s.Sites, s.Name))
+	}
 	if s.Decommissioned || s.DecommissionedAt != nil {
 		at := "yes"
 		if s.DecommissionedAt != nil {
@@ -314,4 +332,66 @@ Asks for confirmation on a terminal; pass --yes in scripts.`,
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
+}
+
+func (c *cli) serverSitesCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "sites SERVER",
+		Short: "List the sites found in a server's original HAProxy config",
+		Long: `List the sites lumos detected in the HAProxy configuration a shield had
+before it joined: HTTP host routing (ACL + backend pairs, map files) and TLS
+passthrough by SNI. MANAGED marks sites already managed as domains. Import
+the others with "lumos domain import SERVER SITE...".`,
+		Example: `  lumos server sites edge-fra-1
+  lumos server sites edge-fra-1 -o json`,
+		Args: exactArgs("SERVER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sites, err := call(c, cmd, func(ctx context.Context, cl *api.Client) ([]api.SiteInfo, error) {
+				return cl.ServerSites(ctx, args[0])
+			})
+			if err != nil {
+				return err
+			}
+			sites = orEmpty(sites)
+			return c.emit(sites, func() error {
+				if len(sites) == 0 {
+					return c.say("No sites were detected on %s.\n", args[0])
+				}
+				t := newTable(c.stdout, "SITE", "MODE", "ORIGINS", "BACKEND", "MANAGED")
+				for _, st := range sites {
+					origins := strings.Join(st.Origins, ", ")
+					if len(st.Unresolved) > 0 {
+						origins = strings.TrimPrefix(origins+", unresolved: "+strings.Join(st.Unresolved, ", "), ", ")
+					}
+					t.row(st.Domain, st.Mode, cell(origins), cell(st.Backend), yesNo(st.Managed))
+				}
+				return t.flush()
+			})
+		},
+	}
+}
+
+// shortHash shortens a config hash for display.
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	if h == "" {
+		return "-"
+	}
+	return h
+}
+
+// fmtBytes renders a byte count in binary units.
+func fmtBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
