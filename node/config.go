@@ -63,6 +63,13 @@ type Config struct {
 	RaftSnapshotThreshold uint64
 	RaftTrailingLogs      uint64
 
+	// HAProxy configures the HAProxy a shield runs; nil runs a shield
+	// without HAProxy (control-plane tests).
+	HAProxy *HAProxyConfig
+	// MetricsAddr is where a shield serves /metrics (IP:PORT; "" = none).
+	// Control nodes serve /metrics on their API address.
+	MetricsAddr string
+
 	// LeaderHook, when set, runs on the leader with a context cancelled when
 	// leadership is lost. The failover controller plugs in here.
 	LeaderHook func(ctx context.Context, n *Node)
@@ -147,6 +154,24 @@ func (c *Config) Validate() error {
 		}
 		if c.AdminTokenHash == "" {
 			return cfgErr("an admin token is required on control nodes (--admin-token-file)")
+		}
+	}
+	if c.HAProxy != nil {
+		if !c.Shield {
+			return cfgErr("HAProxy settings are only for shields")
+		}
+		if _, _, err := splitHostPort(c.HAProxy.ListenHTTP); err != nil {
+			return cfgErr("--listen-http %q: %v", c.HAProxy.ListenHTTP, err)
+		}
+		if c.HAProxy.ListenTLS != "" {
+			if _, _, err := splitHostPort(c.HAProxy.ListenTLS); err != nil {
+				return cfgErr("--listen-tls %q: %v", c.HAProxy.ListenTLS, err)
+			}
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := splitHostPort(c.MetricsAddr); err != nil {
+			return cfgErr("--metrics %q: %v", c.MetricsAddr, err)
 		}
 	}
 	for _, p := range c.Peers {

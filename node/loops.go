@@ -296,6 +296,7 @@ func (n *Node) reconcile(ctx context.Context) {
 	if n.cfg.Shield {
 		n.ensureSelfServer(ctx)
 	}
+	n.reconcileHealth(ctx)
 
 	now := time.Now()
 	var toAdd, toRemove []*state.Server
@@ -336,6 +337,45 @@ func (n *Node) reconcile(ctx context.Context) {
 			continue
 		}
 		n.log.Info("removed decommissioned node after grace period", "node", sv.NodeName, "server", sv.ID)
+	}
+}
+
+// reconcileHealth records in the state the HAProxy errors shields gossip
+// (and their clearing), so they reach events, notifications and every
+// control node. It compares gossip with the replicated record, so a new
+// leader neither repeats nor misses a change.
+func (n *Node) reconcileHealth(ctx context.Context) {
+	type change struct{ id, typ, msg string }
+	var changes []change
+	members := map[string]mesh.Member{}
+	for _, m := range n.mesh.AliveMembers() {
+		members[m.Name] = m
+	}
+	n.store.View(func(st *state.State) {
+		for _, sv := range st.SortedServers() {
+			m, ok := members[sv.NodeName]
+			if sv.Decommissioned || sv.NodeName == "" || !ok || !m.Meta.Shield || m.Meta.Health == "" {
+				continue
+			}
+			typ, msg := "", ""
+			if m.Meta.Health == "error" {
+				typ, msg = m.Meta.ErrorType, m.Meta.HealthError
+				if typ == "" {
+					typ = "haproxy_error"
+				}
+				if msg == "" {
+					msg = typ
+				}
+			}
+			if typ != sv.ErrorType || (typ != "" && msg != sv.Error) {
+				changes = append(changes, change{sv.ID, typ, msg})
+			}
+		}
+	})
+	for _, c := range changes {
+		if _, err := n.store.Apply(ctx, state.MustCommand(time.Now(), &state.ServerHealth{ID: c.id, ErrorType: c.typ, Error: c.msg})); err != nil {
+			n.log.Warn("record shield health", "server", c.id, "err", err)
+		}
 	}
 }
 
@@ -398,7 +438,14 @@ func (n *Node) shieldLoop() {
 	defer cancel()
 	for {
 		if sv := n.ownServer(); sv != nil && sv.Decommissioned && !n.cfg.Control {
-			n.log.Warn("this server was decommissioned: leaving the mesh and stopping", "server", sv.ID)
+			n.log.Warn("this server was decommissioned: stopping HAProxy, leaving the mesh and stopping", "server", sv.ID)
+			if n.shield != nil {
+				ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+				if err := n.shield.stop(ctx); err != nil {
+					n.log.Warn("stop HAProxy", "err", err)
+				}
+				cancel()
+			}
 			n.stopSelf(ErrDecommissioned)
 			return
 		}

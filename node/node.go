@@ -49,8 +49,12 @@ type Node struct {
 	stopReason error
 	joinNonces nonceCache
 	// detected are the sites of the HAProxy config found at first join.
-	detected []state.Site
+	detected   []state.Site
 	mux        *http.ServeMux
+	shield     *shield
+	metrics    *metrics
+	metricsSrv *http.Server
+	metricsLn  net.Listener
 }
 
 // New starts a node: it opens the data dir, the Raft store, the gossip mesh
@@ -96,6 +100,7 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 	}
 	shieldOnly := cfg.Shield && !cfg.Control
 	if shieldOnly && n.id == nil {
+		n.detectOriginal()
 		if err := n.firstJoin(ctx, raftAdvertise); err != nil {
 			return nil, err
 		}
@@ -167,6 +172,17 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 	if err := n.openMesh(); err != nil {
 		return nil, err
 	}
+	n.metrics = newMetrics(n)
+	if cfg.Shield {
+		if err := n.startShield(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("metrics listen %s: %w", cfg.MetricsAddr, err)
+		}
+	}
 
 	if cfg.Control {
 		h, err := api.NewHandler(n, api.ServerConfig{AdminTokenHash: cfg.AdminTokenHash, Logger: n.log.With("subsystem", "api")})
@@ -175,6 +191,7 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 		}
 		n.mux = http.NewServeMux()
 		n.mux.Handle("/v1/", h)
+		n.mux.Handle("GET /metrics", n.metrics.handler())
 		n.httpSrv = &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slogStd(n.log.With("subsystem", "http"))}
 		n.goFn(func() {
 			if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -308,6 +325,12 @@ func (n *Node) abortOpen() {
 	} else if n.httpLn != nil {
 		n.httpLn.Close()
 	}
+	if n.metricsSrv != nil {
+		n.metricsSrv.Close()
+	}
+	if n.shield != nil {
+		n.shield.close(ctx)
+	}
 	if n.mesh != nil {
 		n.mesh.Close(ctx)
 	}
@@ -348,7 +371,13 @@ func (n *Node) shutdown(ctx context.Context, leave bool) error {
 			}
 			cancel()
 		}
+		if n.metricsSrv != nil {
+			n.metricsSrv.Close()
+		}
 		n.wg.Wait()
+		if n.shield != nil {
+			errs = append(errs, n.shield.close(ctx))
+		}
 		if n.mesh != nil {
 			errs = append(errs, n.mesh.Close(ctx))
 		}

@@ -10,8 +10,11 @@
 #   scripts/cluster.sh env            print the exports for the CLI
 #
 # Environment: LUMOS_BIN (default bin/lumos), CLUSTER_DIR (default .cluster),
-# SHIELDS (default 2), BASE_PORT (default 17000), PROFILE (gossip profile,
-# default lan).
+# SHIELDS (default 2), BASE_PORT (default 17000; the cluster uses the six
+# ports from it), PROFILE (gossip profile, default lan), HAPROXY_CONFIG (an
+# existing HAProxy config the shields scan for sites at their first join).
+# Each shield's HAProxy serves HTTP on its IP at BASE_PORT+3 and TLS
+# passthrough at BASE_PORT+4; its /metrics is at BASE_PORT+5.
 # Every node has its own data dir and log under CLUSTER_DIR; the admin
 # token, gossip key and shield tokens live there too (mode 0600). Each
 # node's command line is kept in CLUSTER_DIR/NAME.args (NUL-separated) so
@@ -30,6 +33,9 @@ PROFILE=${PROFILE:-lan}
 GOSSIP=$BASE_PORT
 RAFT=$((BASE_PORT + 1))
 HTTP=$((BASE_PORT + 2))
+SHIELD_HTTP=$((BASE_PORT + 3)) # HAProxy on each shield's own IP
+SHIELD_TLS=$((BASE_PORT + 4))
+METRICS=$((BASE_PORT + 5))
 
 control_ip() { echo "127.0.0.$1"; }
 shield_ip() { echo "127.0.0.$((10 + $1))"; }
@@ -109,7 +115,9 @@ cmd_start() {
 		local name="s$i" ip
 		ip=$(shield_ip "$i")
 		local args=(join --name "$name" --data-dir "$DIR/$name"
-			--bind "$ip:$GOSSIP" --advertise "$ip" --raft-bind "$ip:$RAFT" "http://$(control_ip 1):$HTTP")
+			--bind "$ip:$GOSSIP" --advertise "$ip" --raft-bind "$ip:$RAFT"
+			--listen-http "$ip:$SHIELD_HTTP" --listen-tls "$ip:$SHIELD_TLS" --metrics "$ip:$METRICS"
+			--haproxy-config "${HAPROXY_CONFIG:-}" "http://$(control_ip 1):$HTTP")
 		if [ -f "$DIR/$name/node.json" ]; then
 			# Joined before: the data dir holds what the shield needs.
 			start_node "$name" "${args[@]}"
@@ -146,6 +154,16 @@ cmd_stop() { # [name...]: default every node
 		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && pids+=("$pid")
 	done
 	[ ${#pids[@]} -eq 0 ] || stop_pids "${pids[@]}"
+	# Shields leave HAProxy serving when lumos stops (the next start adopts
+	# it); stopping the cluster stops those HAProxy masters too.
+	local hp=()
+	for f in ${files[@]+"${files[@]}"}; do
+		f="$DIR/$(basename "$f" .pid)/haproxy/haproxy.pid"
+		[ -f "$f" ] || continue
+		pid=$(head -n1 "$f")
+		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && hp+=("$pid")
+	done
+	[ ${#hp[@]} -eq 0 ] || stop_pids "${hp[@]}"
 }
 
 cmd_restart() { # name...

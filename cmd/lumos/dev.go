@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -25,6 +26,7 @@ func defaultDevDir() string {
 func newDevCmd() *cobra.Command {
 	var (
 		dataDir, httpAddr, bind, raftBind, logLevel string
+		listenHTTP, listenTLS, metrics              string
 		fresh                                       bool
 	)
 	cmd := &cobra.Command{
@@ -47,6 +49,13 @@ is kept in --data-dir between runs (--fresh starts over).`,
 			cfg := node.DevConfig(dataDir)
 			cfg.HTTPAddr, cfg.BindAddr, cfg.RaftBind = httpAddr, bind, raftBind
 			cfg.Version = version
+			haproxyNote := ""
+			if bin, err := exec.LookPath("haproxy"); err == nil {
+				cfg.HAProxy = &node.HAProxyConfig{ListenHTTP: listenHTTP, ListenTLS: listenTLS, Binary: bin}
+				cfg.MetricsAddr = metrics
+			} else {
+				haproxyNote = "haproxy is not installed, so the shield serves nothing (apt-get install haproxy, or run make dev as root)"
+			}
 			tok := strings.TrimSpace(os.Getenv("LUMOS_ADMIN_TOKEN"))
 			generated := tok == ""
 			if generated {
@@ -66,6 +75,13 @@ is kept in --data-dir between runs (--fresh starts over).`,
 			return runNode(cmd, cfg, func(n *node.Node) {
 				fmt.Fprintf(out, "\nlumos dev is running (control + shield %q, data in %s)\n\n", n.Name(), dataDir)
 				fmt.Fprintf(out, "  API:          %s\n", n.APIURL())
+				if cfg.HAProxy != nil {
+					fmt.Fprintf(out, "  HTTP:         http://%s   (HAProxy, routed by Host header)\n", listenHTTP)
+					fmt.Fprintf(out, "  TLS:          %s   (HAProxy, TLS passthrough by SNI)\n", listenTLS)
+					fmt.Fprintf(out, "  metrics:      http://%s/metrics\n", metrics)
+				} else {
+					fmt.Fprintf(out, "  note:         %s\n", haproxyNote)
+				}
 				if generated {
 					fmt.Fprintf(out, "  admin token:  %s   (new at every start; set LUMOS_ADMIN_TOKEN to keep one)\n", tok)
 				} else {
@@ -79,9 +95,13 @@ is kept in --data-dir between runs (--fresh starts over).`,
 				exe := invokedAs()
 				fmt.Fprintf(out, "  %s status\n", exe)
 				fmt.Fprintf(out, "  %s server list\n", exe)
-				fmt.Fprintf(out, "  %s domain add example.test --origin 127.0.0.1:8080\n", exe)
+				fmt.Fprintf(out, "  %s domain add example.test --origin 127.0.0.1:9000\n", exe)
 				fmt.Fprintf(out, "  %s domain assign example.test %s\n", exe, n.Name())
-				fmt.Fprintf(out, "  %s domain show example.test\n\n", exe)
+				fmt.Fprintf(out, "  %s domain show example.test\n", exe)
+				if cfg.HAProxy != nil {
+					fmt.Fprintf(out, "  curl -H 'Host: example.test' http://%s/   # your origin on 127.0.0.1:9000 answers\n", listenHTTP)
+				}
+				fmt.Fprintln(out)
 				fmt.Fprintf(out, "Stop with Ctrl-C.\n\n")
 			})
 		},
@@ -94,6 +114,9 @@ is kept in --data-dir between runs (--fresh starts over).`,
 	fl.StringVar(&raftBind, "raft-bind", dc.RaftBind, "Raft IP:PORT")
 	fl.StringVar(&logLevel, "log-level", "error", "log level: debug, info, warn or error")
 	fl.BoolVar(&fresh, "fresh", false, "delete the dev data dir first")
+	fl.StringVar(&listenHTTP, "listen-http", "127.0.0.1:8080", "IP:PORT HAProxy serves HTTP on")
+	fl.StringVar(&listenTLS, "listen-tls", "127.0.0.1:8443", "IP:PORT HAProxy serves TLS passthrough on")
+	fl.StringVar(&metrics, "metrics", "127.0.0.1:7071", "IP:PORT for the shield's Prometheus /metrics")
 	return cmd
 }
 

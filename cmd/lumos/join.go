@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,7 @@ var version = "dev"
 
 // addNodeCommands adds the commands that run a node: join and dev.
 func addNodeCommands(root *cobra.Command) {
-	root.AddCommand(newJoinCmd(), newDevCmd())
+	root.AddCommand(newJoinCmd(), newDevCmd(), newUninstallCmd())
 }
 
 // nodeFlags are the flags shared by join and dev.
@@ -123,6 +124,7 @@ func newJoinCmd() *cobra.Command {
 		control         bool
 		bootstrapExpect int
 		token           string
+		hf              haproxyFlags
 	)
 	defaults := node.DefaultConfig()
 	cmd := &cobra.Command{
@@ -173,6 +175,12 @@ rejoins without the token.`,
 				}
 				cfg.Shield = true
 				cfg.Token = token
+				hc, err := hf.config()
+				if err != nil {
+					return err
+				}
+				cfg.HAProxy = hc
+				cfg.MetricsAddr = hf.metrics
 				if len(args) == 1 {
 					cfg.ControlURL = args[0]
 				}
@@ -187,7 +195,42 @@ rejoins without the token.`,
 	cmd.Flags().BoolVar(&control, "control", false, "run a control node (Raft voter + HTTP API)")
 	cmd.Flags().IntVar(&bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many control nodes see each other")
 	cmd.Flags().StringVar(&token, "token", "", "server connection token for a shield's first join (or LUMOS_TOKEN)")
+	hf.register(cmd)
 	return cmd
+}
+
+// haproxyFlags are a shield's HAProxy settings.
+type haproxyFlags struct {
+	listenHTTP, listenTLS, original, binary, metrics string
+	stopOnExit                                       bool
+}
+
+func (f *haproxyFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.listenHTTP, "listen-http", "0.0.0.0:80", "shield: IP:PORT HAProxy serves HTTP on")
+	fl.StringVar(&f.listenTLS, "listen-tls", "0.0.0.0:443", "shield: IP:PORT HAProxy serves TLS passthrough on (empty: none)")
+	fl.StringVar(&f.original, "haproxy-config", "/etc/haproxy/haproxy.cfg", "shield: the HAProxy config found on this machine, backed up and scanned for sites at the first join (empty: none)")
+	fl.StringVar(&f.binary, "haproxy", "", "shield: haproxy executable (default: from PATH)")
+	fl.StringVar(&f.metrics, "metrics", "127.0.0.1:7071", "shield: IP:PORT to serve Prometheus /metrics on (empty: none)")
+	fl.BoolVar(&f.stopOnExit, "stop-haproxy-on-exit", false, "shield: stop HAProxy when lumos stops (by default it keeps serving, and the next start adopts it)")
+}
+
+func (f *haproxyFlags) config() (*node.HAProxyConfig, error) {
+	bin := f.binary
+	if bin == "" {
+		p, err := exec.LookPath("haproxy")
+		if err != nil {
+			return nil, errors.New("haproxy is not installed (apt-get install haproxy), or pass --haproxy PATH")
+		}
+		bin = p
+	}
+	return &node.HAProxyConfig{
+		ListenHTTP:     f.listenHTTP,
+		ListenTLS:      f.listenTLS,
+		Binary:         bin,
+		KeepRunning:    !f.stopOnExit,
+		OriginalConfig: f.original,
+	}, nil
 }
 
 func hasIdentity(dir string) bool {
