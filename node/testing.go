@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -119,8 +120,41 @@ func (c *TestCluster) start(cfg *Config) *Node {
 }
 
 // AddShield creates a server through the API, starts a shield node that
-// joins with its token, and waits until the leader sees it online.
+// joins with its token, and waits until the leader sees it online. The
+// shield runs no HAProxy; see AddHAProxyShield.
 func (c *TestCluster) AddShield(name string) *Node {
+	c.t.Helper()
+	return c.addShield(name, nil)
+}
+
+// AddHAProxyShield adds a shield that runs a real HAProxy on free loopback
+// ports (read them from the node's config: Config(name).HAProxy). tune may
+// adjust the HAProxy settings before the shield starts.
+func (c *TestCluster) AddHAProxyShield(name string, tune func(*HAProxyConfig)) *Node {
+	c.t.Helper()
+	hc := &HAProxyConfig{
+		ListenHTTP:    freeAddr(c.t),
+		ListenTLS:     freeAddr(c.t),
+		StatsInterval: 500 * time.Millisecond,
+	}
+	if tune != nil {
+		tune(hc)
+	}
+	return c.addShield(name, hc)
+}
+
+// freeAddr returns a loopback IP:PORT that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (c *TestCluster) addShield(name string, hc *HAProxyConfig) *Node {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -133,6 +167,7 @@ func (c *TestCluster) AddShield(name string) *Node {
 	cfg.GossipKey = nil
 	cfg.Token = resp.Token
 	cfg.ControlURL = c.Leader().APIURL()
+	cfg.HAProxy = hc
 	n := c.start(cfg)
 	c.WaitFor(10*time.Second, func() bool {
 		sv, err := c.Client().Server(context.Background(), resp.Server.ID)
