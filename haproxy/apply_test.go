@@ -2,7 +2,6 @@ package haproxy
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net"
 	"os"
@@ -343,68 +342,4 @@ func mgrWriteCopy(t *testing.T, dir string, r *Rendered) string {
 		cp.Config = bytes.ReplaceAll(cp.Config, []byte(filepath.Join(dir, name)), []byte(filepath.Join(tmp, name)))
 	}
 	return writeRendered(t, tmp, &cp)
-}
-
-// BenchmarkApply10k measures applies on a shield with 10,000 sites: a
-// change of one backend (validate + reload) and a change of map entries
-// only (runtime API, no reload). Render time is not included.
-func BenchmarkApply10k(b *testing.B) {
-	dir := b.TempDir()
-	b.Cleanup(func() { mgrKillDir(b, dir) })
-	listen := freeAddr(b)
-	origin := mgrOrigin(b, "origin", 200)
-	spec := func(n int, originOf func(i int) string) *Spec {
-		s := &Spec{Dir: dir, ListenHTTP: listen}
-		for i := 0; i < n; i++ {
-			s.Sites = append(s.Sites, Site{Domain: "site" + strconv.Itoa(100000+i) + ".example", Mode: ModeHTTP, Origins: []string{originOf(i)}})
-		}
-		return s
-	}
-	render := func(s *Spec) *Rendered {
-		r, err := Render(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return r
-	}
-	same := func(int) string { return origin }
-	full := render(spec(10000, same))
-	m, err := NewManager(Config{Dir: dir, Binary: haproxyBinary(b), CheckInterval: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	t0 := time.Now()
-	if err := m.Start(ctx, full); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Close(context.Background()) })
-	b.Logf("start with 10,000 sites: %v (config %d kB, hosts map %d kB)", time.Since(t0), len(full.Config)>>10, len(full.Maps[HostsMap])>>10)
-
-	// One backend changed: reload.
-	other := "127.0.0.2:" + strings.Split(origin, ":")[1]
-	changed := render(spec(10000, func(i int) string {
-		if i == 0 {
-			return other
-		}
-		return origin
-	}))
-	// Half the sites removed, then back: map entries only.
-	half := render(spec(5000, same))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for _, step := range []struct {
-			name string
-			r    *Rendered
-		}{{"reload", changed}, {"reload", full}, {"map-only", half}, {"map-only", full}} {
-			res, err := m.Apply(ctx, step.r)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if (step.name == "reload") != res.Reloaded || (step.name == "map-only") != res.RuntimeOnly {
-				b.Fatalf("%s: %+v", step.name, res)
-			}
-			b.Logf("10,000 sites, %s apply: %v", step.name, res.Took)
-		}
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,11 +60,7 @@ func mgrSites(sites map[string]string) []Site {
 	for d, o := range sites {
 		out = append(out, Site{Domain: d, Mode: ModeHTTP, Origins: []string{o}})
 	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].Domain < out[j-1].Domain; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	slices.SortFunc(out, func(a, b Site) int { return strings.Compare(a.Domain, b.Domain) })
 	return out
 }
 

@@ -63,9 +63,33 @@ func TestStats(t *testing.T) {
 	if bad.BytesIn == 0 || bad.BytesOut == 0 || bad.ServersTotal != 1 {
 		t.Errorf("err backend: %+v", bad)
 	}
-	if ok.RequestsPerSec <= 0 {
-		t.Errorf("ok backend: no request rate: %+v", ok)
+
+	// The rate is computed between two calls: the call that sees new
+	// requests has a positive one.
+	for i := 0; i < 5; i++ {
+		if st, _, err := mgrGet(c, listen, "ok.example"); err != nil || st != 200 {
+			t.Fatalf("request: %d %v", st, err)
+		}
 	}
+	eventually(t, 5*time.Second, func() error {
+		stats, err := m.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range stats {
+			if s.Backend != BackendName("ok.example") {
+				continue
+			}
+			if s.Requests < ok.Requests+5 {
+				return fmt.Errorf("ok backend: %d requests, want %d", s.Requests, ok.Requests+5)
+			}
+			if s.RequestsPerSec <= 0 {
+				t.Errorf("ok backend: no request rate: %+v", s)
+			}
+			return nil
+		}
+		return fmt.Errorf("no ok backend in %+v", stats)
+	})
 }
 
 func TestStatsParseShowStat(t *testing.T) {

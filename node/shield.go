@@ -114,6 +114,14 @@ func (n *Node) startShield(ctx context.Context) error {
 		return fmt.Errorf("haproxy: %w", err)
 	}
 	s.setServed(r, sites, idx)
+	if h := mgr.Health(); h.ConfigHash != r.Hash {
+		// HAProxy fell back to the last good config: serve that, report
+		// the error, and let the config loop retry.
+		n.log.Error("HAProxy serves its last good config; the current one was refused", "err", h.Error)
+		s.mu.Lock()
+		s.served, s.failed = h.ConfigHash, true
+		s.mu.Unlock()
+	}
 	n.shield = s
 	s.publish()
 	n.goFn(s.configLoop)
@@ -170,7 +178,7 @@ func (s *shield) setServed(r *haproxy.Rendered, sites []haproxy.Site, idx uint64
 func (s *shield) configLoop() {
 	ch, cancel := s.n.store.Watch()
 	defer cancel()
-	retry := time.NewTicker(10 * time.Second)
+	retry := time.NewTicker(5 * time.Second)
 	defer retry.Stop()
 	for {
 		select {

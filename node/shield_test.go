@@ -198,7 +198,9 @@ func TestShieldKeepsServingAcrossItsRestart(t *testing.T) {
 	c := NewTestCluster(t, TestClusterOptions{Controls: 1})
 	c.AddHAProxyShield("s1", func(hc *HAProxyConfig) { hc.KeepRunning = true })
 	listen := c.Config("s1").HAProxy.ListenHTTP
-	t.Cleanup(func() { haproxy.StopServing(context.Background(), filepath.Join(c.DataDir("s1"), HAProxyDir), 5*time.Second) })
+	t.Cleanup(func() {
+		haproxy.StopServing(context.Background(), filepath.Join(c.DataDir("s1"), HAProxyDir), 5*time.Second)
+	})
 	o := origin(t, "kept")
 	ctx := ctxT(t)
 	if _, err := c.Client().AddDomain(ctx, &api.AddDomainRequest{Name: "keep.example.com", Origins: []string{originAddr(o)}, Servers: []string{"s1"}}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -143,15 +144,23 @@ func (c *TestCluster) AddHAProxyShield(name string, tune func(*HAProxyConfig)) *
 	return c.addShield(name, hc)
 }
 
-// freeAddr returns a loopback IP:PORT that was free a moment ago.
+// freeAddr returns a loopback IP:PORT that was free a moment ago, below
+// the ephemeral range, so outgoing connections (HAProxy's health checks)
+// do not take it in the meantime.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 200; i++ {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free loopback port")
+	return ""
 }
 
 func (c *TestCluster) addShield(name string, hc *HAProxyConfig) *Node {
