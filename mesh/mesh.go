@@ -177,9 +177,13 @@ func New(cfg *Config) (*Mesh, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mesh{
-		name:         c.Name,
-		logger:       logger,
-		updateWait:   max(5*mc.GossipInterval, mc.ProbeInterval),
+		name:   c.Name,
+		logger: logger,
+		// memberlist's UpdateNode queues the broadcast before it waits, and
+		// with a higher retransmit count the wait would last until every
+		// retransmission is sent; nothing here needs that, and callers
+		// (the shield's config loop) must not be held up by gossip.
+		updateWait:   time.Millisecond,
 		departWindow: mc.GossipToTheDeadTime,
 		deadGrace:    3 * mc.GossipInterval,
 		settle:       2 * mc.GossipInterval,
@@ -288,10 +292,9 @@ func (m *Mesh) LocalMeta() Meta {
 
 // UpdateMeta applies fn to a copy of the local metadata, encodes it and
 // gossips it. If the result does not fit (ErrMetaTooLarge) nothing changes.
-// HealthError is shortened to fit, as in Meta.Encode. UpdateMeta waits a
-// bounded time (a few gossip intervals) for the update to be sent to peers;
-// when that wait runs out the update stays queued and is still gossiped, and
-// UpdateMeta returns nil: an error always means nothing changed.
+// HealthError is shortened to fit, as in Meta.Encode. UpdateMeta does not
+// wait for the gossip to go out: the update is queued and retransmitted
+// from memberlist's gossip loop. An error always means nothing changed.
 func (m *Mesh) UpdateMeta(fn func(*Meta)) error {
 	if fn == nil {
 		return errors.New("mesh: UpdateMeta: nil func")
@@ -313,9 +316,8 @@ func (m *Mesh) UpdateMeta(fn func(*Meta)) error {
 	m.metaMu.Lock()
 	m.localMeta, m.metaBytes = fitted, b
 	m.metaMu.Unlock()
-	if err := m.ml.UpdateNode(m.updateWait); err != nil {
-		m.logger.Debug("meta update queued, not yet sent to peers", "err", err)
-	}
+	// The only error is the wait running out; the update stays queued.
+	_ = m.ml.UpdateNode(m.updateWait)
 	return nil
 }
 

@@ -74,10 +74,16 @@ func (s *State) addEvent(e Event) {
 	e.ID = s.NextEventID
 	s.NextEventID++
 	s.Events = append(s.Events, e)
-	if over := len(s.Events) - MaxEvents; over > 0 {
-		s.Events = append([]Event(nil), s.Events[over:]...)
+	// Trim in batches: copying the whole log on every event once it is full
+	// would make each command cost O(MaxEvents) on every node.
+	if len(s.Events) >= MaxEvents+eventSlack {
+		s.Events = append([]Event(nil), s.Events[len(s.Events)-MaxEvents:]...)
 	}
 }
+
+// eventSlack is how far the event log may grow past MaxEvents before it is
+// trimmed back to the newest MaxEvents.
+const eventSlack = MaxEvents / 4
 
 func (s *State) liveNameTaken(name, exceptID string) bool {
 	for _, sv := range s.Servers {

@@ -909,17 +909,25 @@ func TestEventAdd(t *testing.T) {
 
 func TestEventsBounded(t *testing.T) {
 	x := newTester(t)
-	const extra = 25
-	for i := 0; i < MaxEvents+extra; i++ {
+	// Up to MaxEvents+eventSlack-1 events are held ...
+	total := MaxEvents + eventSlack - 1
+	for i := 0; i < total; i++ {
 		x.ok(&EventAdd{Event: Event{Type: EventServerError, Message: fmt.Sprint(i)}})
 	}
+	if len(x.s.Events) != total {
+		t.Fatalf("len = %d, want %d", len(x.s.Events), total)
+	}
+	// ... and the next one trims the log back to the newest MaxEvents.
+	x.ok(&EventAdd{Event: Event{Type: EventServerError, Message: fmt.Sprint(total)}})
+	total++
 	if len(x.s.Events) != MaxEvents {
 		t.Fatalf("len = %d, want %d", len(x.s.Events), MaxEvents)
 	}
-	if first := x.s.Events[0]; first.ID != extra+1 || first.Message != fmt.Sprint(extra) {
-		t.Errorf("oldest kept = %+v, want id %d", first, extra+1)
+	dropped := total - MaxEvents
+	if first := x.s.Events[0]; first.ID != uint64(dropped+1) || first.Message != fmt.Sprint(dropped) {
+		t.Errorf("oldest kept = %+v, want id %d", first, dropped+1)
 	}
-	if last := x.s.Events[MaxEvents-1]; last.ID != MaxEvents+extra || last.Message != fmt.Sprint(MaxEvents+extra-1) {
+	if last := x.s.Events[MaxEvents-1]; last.ID != uint64(total) || last.Message != fmt.Sprint(total-1) {
 		t.Errorf("newest = %+v", last)
 	}
 	for i := 1; i < len(x.s.Events); i++ {
@@ -927,13 +935,13 @@ func TestEventsBounded(t *testing.T) {
 			t.Fatalf("ids not increasing at %d: %d after %d", i, x.s.Events[i].ID, x.s.Events[i-1].ID)
 		}
 	}
-	if x.s.NextEventID != MaxEvents+extra+1 {
+	if x.s.NextEventID != uint64(total+1) {
 		t.Errorf("NextEventID = %d", x.s.NextEventID)
 	}
-	// Other commands' events are bounded too.
+	// Other commands' events count too, and the newest is always kept.
 	x.addServer("s1", "web1")
-	if len(x.s.Events) != MaxEvents || x.lastEvent().Type != EventServerAdded || x.s.Events[0].ID != extra+2 {
-		t.Errorf("after server add: len %d, last %+v, first id %d", len(x.s.Events), x.lastEvent(), x.s.Events[0].ID)
+	if len(x.s.Events) != MaxEvents+1 || x.lastEvent().Type != EventServerAdded {
+		t.Errorf("after server add: len %d, last %+v", len(x.s.Events), x.lastEvent())
 	}
 }
 

@@ -32,7 +32,8 @@ const (
 	DefaultFailoverTTL = 30
 )
 
-// MaxEvents bounds the replicated event log; the newest are kept.
+// MaxEvents bounds the replicated event log: the newest MaxEvents are kept
+// (the log is trimmed back to that when it grows a quarter past it).
 const MaxEvents = 5000
 
 // Server is a shield server record. Tokens are never stored: only the

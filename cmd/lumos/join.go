@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +23,9 @@ import (
 	"github.com/lumos-mesh/lumos/node"
 	"github.com/lumos-mesh/lumos/state"
 )
+
+// shieldMemoryLimit is the Go runtime's soft memory limit on a shield.
+const shieldMemoryLimit = 80 << 20
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -181,6 +185,11 @@ rejoins without the token.`,
 				}
 				cfg.HAProxy = hc
 				cfg.MetricsAddr = hf.metrics
+				// A shield is a small agent beside HAProxy: keep the Go
+				// heap's headroom in check (GOMEMLIMIT overrides).
+				if os.Getenv("GOMEMLIMIT") == "" {
+					debug.SetMemoryLimit(shieldMemoryLimit)
+				}
 				if len(args) == 1 {
 					cfg.ControlURL = args[0]
 				}
