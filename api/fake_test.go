@@ -61,10 +61,16 @@ func (f *fakeBackend) Status() StatusResponse {
 	if f.leader {
 		rs = "Leader"
 	}
+	nodes := []NodeInfo{{Name: f.name, Addr: "127.0.0.1:7946", GossipState: "alive", Control: true, Leader: f.leader}}
+	for _, m := range f.members {
+		if m.Name != f.name {
+			nodes = append(nodes, NodeInfo{Name: m.Name, GossipState: string(m.State), Shield: m.Meta.Shield, Health: m.Meta.Health})
+		}
+	}
 	return StatusResponse{
 		Node: f.name, Version: "test", RaftState: rs, Leader: "leader-node", LeaderAPI: f.leaderAPI,
 		Term: 3, CommitIndex: f.st.Index, AppliedIndex: f.st.Index,
-		Nodes: []NodeInfo{{Name: f.name, Addr: "127.0.0.1:7946", GossipState: "alive", Control: true, Leader: f.leader}},
+		Nodes: nodes,
 	}
 }
 

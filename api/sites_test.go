@@ -87,6 +87,16 @@ func TestCurrentFollowsServedConfig(t *testing.T) {
 	if info := got(e.client.Server(context.Background(), "web-1")).ok(t); !info.Current || info.ConfigIndex != 3 {
 		t.Fatalf("not current at the served index: %+v", info)
 	}
+	st := got(e.client.Status(context.Background())).ok(t)
+	var node *NodeInfo
+	for i := range st.Nodes {
+		if st.Nodes[i].Name == "node-a" {
+			node = &st.Nodes[i]
+		}
+	}
+	if node == nil || node.Current == nil || !*node.Current || node.Health != "ok" {
+		t.Fatalf("status does not show the shield current: %+v", node)
+	}
 	// Unassigning the domain is a change the shield must apply too.
 	b.mustApply(t, &state.DomainRemove{Name: "example.com"}) // 4
 	if info := got(e.client.Server(context.Background(), "web-1")).ok(t); info.Current {

@@ -197,6 +197,8 @@ type NodeInfo struct {
 	Shield      bool       `json:"shield,omitempty"`
 	ServerID    string     `json:"server_id,omitempty"`
 	Applied     uint64     `json:"applied_index"`
+	Health      string     `json:"health,omitempty"`  // shields: ok or error
+	Current     *bool      `json:"current,omitempty"` // shields: serving every change that concerns them
 	LastSeen    *time.Time `json:"last_seen,omitempty"`
 	Version     string     `json:"version,omitempty"`
 }

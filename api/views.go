@@ -200,9 +200,18 @@ func fillStatus(st *state.State, mi memberIndex, s *StatusResponse) {
 		StatusError:          0,
 		StatusDecommissioned: 0,
 	}
+	current := map[string]bool{} // by node name
 	for _, sv := range st.Servers {
 		m, seen := mi.memberOf(sv)
 		s.Servers[serverStatus(sv, m, seen)]++
+		if seen && !sv.Decommissioned {
+			current[sv.NodeName] = serverCurrent(st, sv, st.DomainsOf(sv.ID), m.Meta)
+		}
+	}
+	for i := range s.Nodes {
+		if c, ok := current[s.Nodes[i].Name]; ok {
+			s.Nodes[i].Current = &c
+		}
 	}
 	s.Domains = len(st.Domains)
 	s.FailedOver = 0

@@ -104,6 +104,7 @@ func (n *Node) Status() api.StatusResponse {
 			Shield:      m.Meta.Shield,
 			ServerID:    m.Meta.ServerID,
 			Applied:     m.Meta.AppliedIndex,
+			Health:      m.Meta.Health,
 			Version:     m.Meta.Version,
 		}
 		if m.Name == n.cfg.Name {

@@ -73,9 +73,13 @@ func (c *cli) printStatus(st *api.StatusResponse) error {
 	if len(st.Nodes) == 0 {
 		return c.say("No nodes.\n")
 	}
-	t := newTable(c.stdout, "NAME", "ROLE", "ADDR", "GOSSIP", "SUFFRAGE", "LEADER", "APPLIED")
+	t := newTable(c.stdout, "NAME", "ROLE", "ADDR", "GOSSIP", "SUFFRAGE", "LEADER", "APPLIED", "HAPROXY", "CURRENT")
 	for _, n := range st.Nodes {
-		t.row(n.Name, nodeRole(n), n.Addr, n.GossipState, n.Suffrage, mark(n.Leader), strconv.FormatUint(n.Applied, 10))
+		cur := "-"
+		if n.Current != nil {
+			cur = yesNo(*n.Current)
+		}
+		t.row(n.Name, nodeRole(n), n.Addr, n.GossipState, n.Suffrage, mark(n.Leader), strconv.FormatUint(n.Applied, 10), cell(n.Health), cur)
 	}
 	return t.flush()
 }
