@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -110,6 +111,23 @@ func (n *Node) startShield(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("haproxy: %w", err)
 	}
+	// HAProxy may serve a config rendered from a newer state than this
+	// node's copy holds right now (the last entries reach it from the
+	// leader): then adopt what serves and never roll it back.
+	if prev, ok := s.loadServed(); ok && prev.Index > idx {
+		n.log.Info("HAProxy serves a newer config than the local state; keeping it until the state catches up", "served_index", prev.Index, "state_index", idx)
+		if err := mgr.Start(ctx, nil); err != nil {
+			return fmt.Errorf("haproxy: %w", err)
+		}
+		s.mu.Lock()
+		s.served, s.index = mgr.Health().ConfigHash, prev.Index
+		s.mu.Unlock()
+		n.shield = s
+		s.publish()
+		n.goFn(s.configLoop)
+		n.goFn(s.statsLoop)
+		return nil
+	}
 	if err := mgr.Start(ctx, r); err != nil {
 		return fmt.Errorf("haproxy: %w", err)
 	}
@@ -167,8 +185,43 @@ func (s *shield) setServed(r *haproxy.Rendered, sites []haproxy.Site, idx uint64
 		backends[haproxy.BackendName(site.Domain)] = site.Domain
 	}
 	s.mu.Lock()
+	changed := s.served != r.Hash || s.index != idx
 	s.served, s.index, s.backends = r.Hash, idx, backends
 	s.mu.Unlock()
+	if changed {
+		s.saveServed(servedRecord{Hash: r.Hash, Index: idx})
+	}
+}
+
+// servedRecord is what HAProxy serves, kept beside the data dir so a
+// restarted shield knows which state its running HAProxy reflects.
+type servedRecord struct {
+	Hash  string `json:"hash"`
+	Index uint64 `json:"index"`
+}
+
+const servedFile = "haproxy-served.json"
+
+func (s *shield) saveServed(r servedRecord) {
+	b, _ := json.Marshal(r)
+	p := filepath.Join(s.n.cfg.DataDir, servedFile)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		s.n.log.Warn("record the served config", "err", err)
+		return
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		s.n.log.Warn("record the served config", "err", err)
+	}
+}
+
+func (s *shield) loadServed() (servedRecord, bool) {
+	var r servedRecord
+	b, err := os.ReadFile(filepath.Join(s.n.cfg.DataDir, servedFile))
+	if err != nil || json.Unmarshal(b, &r) != nil {
+		return r, false
+	}
+	return r, true
 }
 
 // configLoop re-renders on every change of the local state and applies
@@ -207,7 +260,12 @@ func (s *shield) sync() {
 	}
 	s.mu.Lock()
 	same := r.Hash == s.served
+	stale := idx < s.index
 	s.mu.Unlock()
+	if stale {
+		// HAProxy serves a rendering of a newer state; wait for it.
+		return
+	}
 	if same {
 		s.setServed(r, sites, idx)
 		s.publish()

@@ -101,6 +101,17 @@ func (c *commitTracking) StoreLogs(logs []*raft.Log) error {
 	return c.persist()
 }
 
+// noteApplied records that the FSM applied idx, which is therefore
+// committed. Raft stages a commit index only when new entries arrive, so
+// without this the last entries before a quiet period would not count as
+// committed at the next open.
+func (c *commitTracking) noteApplied(idx uint64) error {
+	if err := c.StageCommitIndex(idx); err != nil {
+		return err
+	}
+	return c.persist()
+}
+
 func (c *commitTracking) persist() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -235,6 +235,8 @@ type Store struct {
 	raft *raft.Raft
 	fsm  *FSM
 	bolt *raftboltdb.BoltStore
+	// commits persists the commit index (see commitTracking).
+	commits *commitTracking
 	// noCloseSnapshot makes Close skip its snapshot, so tests can see what
 	// a crashed node recovers.
 	noCloseSnapshot bool
@@ -335,6 +337,7 @@ func openStore(cfg *Config) (_ *Store, layerClosed bool, _ error) {
 		return fail(err)
 	}
 	logs := newCommitTracking(cache, s.bolt)
+	s.commits = logs
 	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
 		logs.floor = metas[0].Index
 	}
@@ -379,9 +382,10 @@ func openStore(cfg *Config) (_ *Store, layerClosed bool, _ error) {
 		return fail(err)
 	}
 
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.watchLeadership()
 	go s.snapshotOnConfigChange()
+	go s.persistApplied()
 	s.logger.Info("raft store open", "node_id", c.NodeID, "addr", s.Addr(), "existing_state", s.hadState)
 	return s, false, nil
 }
@@ -441,6 +445,9 @@ func (s *Store) shutdown() error {
 	}
 	close(s.done)
 	s.wg.Wait()
+	if err := s.commits.noteApplied(s.fsm.Index()); err != nil {
+		s.logger.Debug("record applied index", "err", err)
+	}
 	// Raft's heartbeat fast path runs on transport goroutines that
 	// Shutdown does not wait for: make sure none is inside raft before the
 	// log store goes away (raft panics when it cannot persist the term).
@@ -751,6 +758,34 @@ func (s *Store) snapshotOnConfigChange() {
 		}
 		if err := s.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 			s.logger.Debug("snapshot after configuration change", "err", err)
+		}
+	}
+}
+
+// persistApplied records the FSM's applied index as committed (at most
+// every 100 ms), so that a restart replays every entry this node applied.
+func (s *Store) persistApplied() {
+	defer s.wg.Done()
+	ch, cancel := s.fsm.watch.subscribe(false)
+	defer cancel()
+	for {
+		select {
+		case <-s.done:
+			return
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		}
+		if err := s.commits.noteApplied(s.fsm.Index()); err != nil {
+			s.logger.Debug("record applied index", "err", err)
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -55,6 +55,15 @@ haproxy). The data dir is kept; delete it to forget this node.`,
 			if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 				return errors.New("lumos is running on this data dir: stop it first (systemctl stop lumos)")
 			}
+			// Check the original before stopping anything, so a config
+			// HAProxy would refuse never leaves the machine without one.
+			check := func(p string) error { return haproxy.CheckConfig(ctx, binary, p) }
+			backup := filepath.Join(dataDir, node.OriginalDir, haproxy.BackupConfigFile)
+			if _, err := os.Stat(backup); err == nil {
+				if err := check(backup); err != nil {
+					return fmt.Errorf("the original HAProxy config fails the check, so nothing was stopped or restored: %w", err)
+				}
+			}
 			stopped, err := haproxy.StopServing(ctx, filepath.Join(dataDir, node.HAProxyDir), 30*time.Second)
 			if err != nil {
 				return fmt.Errorf("stop HAProxy: %w", err)
@@ -62,7 +71,6 @@ haproxy). The data dir is kept; delete it to forget this node.`,
 			if stopped {
 				fmt.Fprintln(out, "Stopped the HAProxy lumos was running.")
 			}
-			check := func(p string) error { return haproxy.CheckConfig(ctx, binary, p) }
 			restored, err := haproxy.Restore(filepath.Join(dataDir, node.OriginalDir), check)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
