@@ -143,7 +143,8 @@ var (
 )
 
 // allocBasePort returns a BASE_PORT no other test of this run has used and
-// whose ports (gossip TCP+UDP, Raft, HTTP) are free on every loopback
+// whose ports (gossip TCP+UDP, Raft, HTTP; on shield addresses also the
+// HAProxy HTTP and TLS ports and /metrics) are free on every loopback
 // address a cluster may use. Bases step by 100.
 func allocBasePort(t *testing.T) int {
 	t.Helper()
@@ -169,8 +170,12 @@ func portsFree(base int) bool {
 	for i := 1; i <= maxShieldSlots; i++ {
 		ips = append(ips, shieldIP(i))
 	}
-	for _, ip := range ips {
-		for p := base; p <= base+2; p++ {
+	for i, ip := range ips {
+		last := base + 2
+		if i >= controlNodes {
+			last = base + 5 // a shield's HAProxy HTTP, TLS and /metrics
+		}
+		for p := base; p <= last; p++ {
 			ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
 			if err != nil {
 				return false
@@ -199,14 +204,24 @@ type Cluster struct {
 	Shields  int
 	Addr     string // LUMOS_ADDR printed by cluster.sh env
 	Token    string // the admin token printed by cluster.sh env
+	// Env holds extra KEY=VALUE settings for every cluster.sh command
+	// (e.g. HAPROXY_CONFIG).
+	Env []string
 }
 
 // startCluster starts 3 control nodes and the given number of shields,
 // and registers their shutdown (and, on failure, a dump of their logs).
 func startCluster(t *testing.T, shields int) *Cluster {
 	t.Helper()
+	return startClusterEnv(t, shields)
+}
+
+// startClusterEnv is startCluster with extra KEY=VALUE settings for
+// cluster.sh (kept in Cluster.Env for every later cluster.sh command).
+func startClusterEnv(t *testing.T, shields int, env ...string) *Cluster {
+	t.Helper()
 	requireE2E(t)
-	c := &Cluster{t: t, Dir: t.TempDir(), BasePort: allocBasePort(t), Shields: shields}
+	c := &Cluster{t: t, Dir: t.TempDir(), BasePort: allocBasePort(t), Shields: shields, Env: env}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(c.cleanup)
 	start := time.Now()
@@ -224,6 +239,7 @@ func (c *Cluster) script(args ...string) Result {
 		"BASE_PORT="+strconv.Itoa(c.BasePort),
 		"SHIELDS="+strconv.Itoa(c.Shields),
 	)
+	env = append(env, c.Env...)
 	return run(scriptTimeout, env, "", clusterScript, args...)
 }
 
@@ -289,6 +305,51 @@ func (c *Cluster) ControlAddr(name string) string {
 		c.t.Fatalf("no control node %q", name)
 	}
 	return fmt.Sprintf("http://%s:%d", controlIP(i), c.BasePort+2)
+}
+
+// shieldSlot is the slot (IP 127.0.0.1N) of a shield cluster.sh started
+// as "sN".
+func (c *Cluster) shieldSlot(name string) int {
+	c.t.Helper()
+	i, err := strconv.Atoi(strings.TrimPrefix(name, "s"))
+	if err != nil || !strings.HasPrefix(name, "s") || i < 1 || i > maxShieldSlots {
+		c.t.Fatalf("no shield %q", name)
+	}
+	return i
+}
+
+// ShieldHTTP is the IP:PORT where shield "sN"'s HAProxy serves HTTP.
+func (c *Cluster) ShieldHTTP(name string) string {
+	c.t.Helper()
+	return net.JoinHostPort(shieldIP(c.shieldSlot(name)), strconv.Itoa(c.BasePort+3))
+}
+
+// ShieldTLS is the IP:PORT where shield "sN"'s HAProxy serves TLS
+// passthrough.
+func (c *Cluster) ShieldTLS(name string) string {
+	c.t.Helper()
+	return net.JoinHostPort(shieldIP(c.shieldSlot(name)), strconv.Itoa(c.BasePort+4))
+}
+
+// ShieldMetrics is the URL of shield "sN"'s Prometheus /metrics.
+func (c *Cluster) ShieldMetrics(name string) string {
+	c.t.Helper()
+	return "http://" + net.JoinHostPort(shieldIP(c.shieldSlot(name)), strconv.Itoa(c.BasePort+5)) + "/metrics"
+}
+
+// DataDir is a node's data dir.
+func (c *Cluster) DataDir(name string) string { return filepath.Join(c.Dir, name) }
+
+// HAProxyPID reads the pid of the HAProxy master a shield runs (or left
+// running) from its data dir; 0 if there is none.
+func (c *Cluster) HAProxyPID(name string) int {
+	b, err := os.ReadFile(filepath.Join(c.DataDir(name), "haproxy", "haproxy.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(first))
+	return pid
 }
 
 // PID reads a node's pid file.
@@ -486,7 +547,8 @@ func cleanEnv(set ...string) []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
-		case strings.HasPrefix(k, "LUMOS_"), k == "CLUSTER_DIR", k == "BASE_PORT", k == "SHIELDS":
+		case strings.HasPrefix(k, "LUMOS_"), k == "CLUSTER_DIR", k == "BASE_PORT", k == "SHIELDS",
+			k == "PROFILE", k == "HAPROXY_CONFIG":
 			continue
 		}
 		env = append(env, kv)

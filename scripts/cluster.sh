@@ -6,6 +6,8 @@
 #   scripts/cluster.sh stop [NAME...] stop every node, or the named ones (SIGTERM)
 #   scripts/cluster.sh restart NAME...  stop the named nodes if they run, then
 #                                     start them again with the same arguments
+#                                     (a shield's HAProxy keeps serving and
+#                                     the restarted shield adopts it)
 #   scripts/cluster.sh status         which nodes run
 #   scripts/cluster.sh env            print the exports for the CLI
 #
@@ -142,7 +144,12 @@ cmd_start() {
 }
 
 cmd_stop() { # [name...]: default every node
-	local files=() pids=() f pid
+	stop_nodes yes "$@"
+}
+
+stop_nodes() { # yes|no: stop the HAProxy masters shields leave running; [name...]: default every node
+	local stop_haproxy=$1 files=() pids=() f pid
+	shift
 	if [ $# -eq 0 ]; then
 		for f in "$DIR"/*.pid; do [ -f "$f" ] && files+=("$f"); done
 	else
@@ -155,13 +162,16 @@ cmd_stop() { # [name...]: default every node
 	done
 	[ ${#pids[@]} -eq 0 ] || stop_pids "${pids[@]}"
 	# Shields leave HAProxy serving when lumos stops (the next start adopts
-	# it); stopping the cluster stops those HAProxy masters too.
+	# it); stopping the cluster stops those HAProxy masters too, but a
+	# restart leaves them to the restarted shield.
+	[ "$stop_haproxy" = yes ] || return 0
 	local hp=()
 	for f in ${files[@]+"${files[@]}"}; do
 		f="$DIR/$(basename "$f" .pid)/haproxy/haproxy.pid"
 		[ -f "$f" ] || continue
 		pid=$(head -n1 "$f")
-		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && hp+=("$pid")
+		# A stale pid file may name a reused pid: signal only an haproxy.
+		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = haproxy ] && hp+=("$pid")
 	done
 	[ ${#hp[@]} -eq 0 ] || stop_pids "${hp[@]}"
 }
@@ -173,7 +183,7 @@ cmd_restart() { # name...
 	for name in "$@"; do
 		[ -f "$DIR/$name.args" ] || { echo "no node $name in $DIR" >&2; exit 1; }
 	done
-	cmd_stop "$@"
+	stop_nodes no "$@"
 	for name in "$@"; do
 		mapfile -d '' args <"$DIR/$name.args"
 		# A shield that never completed its first join still needs its token.
