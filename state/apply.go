@@ -332,14 +332,11 @@ func (s *State) domainAssign(idx uint64, now time.Time, p *DomainAssign) (any, e
 	if p == nil {
 		return nil, missing(CmdDomainAssign)
 	}
-	name, err := NormalizeDomainName(p.Name)
+	d, err := s.domain(p.Name)
 	if err != nil {
 		return nil, err
 	}
-	d, ok := s.Domains[name]
-	if !ok {
-		return nil, newErr(CodeNotFound, "domain", "domain %s not found", name)
-	}
+	name := d.Name
 	if len(p.Servers) == 0 {
 		return nil, invalid("servers", "at least one server is required")
 	}
@@ -366,14 +363,11 @@ func (s *State) domainRemove(idx uint64, now time.Time, p *DomainRemove) (any, e
 	if p == nil {
 		return nil, missing(CmdDomainRemove)
 	}
-	name, err := NormalizeDomainName(p.Name)
+	d, err := s.domain(p.Name)
 	if err != nil {
 		return nil, err
 	}
-	d, ok := s.Domains[name]
-	if !ok {
-		return nil, newErr(CodeNotFound, "domain", "domain %s not found", name)
-	}
+	name := d.Name
 	delete(s.Domains, name)
 	s.touch(idx, d.Servers...)
 	s.addEvent(Event{Time: now, Type: EventDomainRemoved, Domain: name, Message: fmt.Sprintf("domain %s removed", name)})
@@ -515,6 +509,19 @@ func (s *State) touch(idx uint64, ids ...string) {
 			sv.Version = idx
 		}
 	}
+}
+
+// domain looks a domain up by name for a command.
+func (s *State) domain(ref string) (*Domain, error) {
+	name, err := NormalizeDomainName(ref)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := s.Domains[name]
+	if !ok {
+		return nil, newErr(CodeNotFound, "domain", "domain %s not found", name)
+	}
+	return d, nil
 }
 
 // server looks a server up by ID for a command.
