@@ -11,7 +11,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -64,14 +63,14 @@ func BenchmarkPropagation(b *testing.B) {
 	for it := 0; it < b.N; it++ {
 		for k := 0; k < trials; k++ {
 			domain := fmt.Sprintf("d%d.propagation.test", it*trials+k)
-			c.must("domain", "add", domain, "--origin", origin)
+			c.MustLumos("domain", "add", domain, "--origin", origin)
 			// A short pause, as between two commands run in a row; the
 			// shields take note of the add (nothing they serve changes).
 			time.Sleep(100 * time.Millisecond)
 
 			start := time.Now()
 			assigned := make(chan Result, 1)
-			go func() { assigned <- c.lumos(append([]string{"domain", "assign", domain}, names...)...) }()
+			go func() { assigned <- c.Lumos(append([]string{"domain", "assign", domain}, names...)...) }()
 			got := make([]time.Duration, shields)
 			var wg sync.WaitGroup
 			for i, addr := range addrs {
@@ -181,13 +180,13 @@ func BenchmarkShieldScale(b *testing.B) {
 	c := startBenchCluster(b, 1, "HAPROXY_CONFIG="+original)
 	origin := benchOrigin(b, body)
 	var sv api.ServerInfo
-	if err := c.json(&sv, "server", "show", "s1"); err != nil {
+	if _, err := c.tryJSON(&sv, "server", "show", "s1"); err != nil {
 		b.Fatal(err)
 	}
 	if sv.Sites != domains {
 		b.Fatalf("s1 detected %d sites in its original HAProxy config, want %d", sv.Sites, domains)
 	}
-	pid := c.pid("s1")
+	pid := c.PID("s1")
 	rss0 := benchProcKB(pid, "VmRSS:")
 	shieldAddr := net.JoinHostPort(shieldIP(1), strconv.Itoa(c.BasePort+3))
 
@@ -203,7 +202,7 @@ func BenchmarkShieldScale(b *testing.B) {
 		start := time.Now()
 		var each []string
 		for i := 0; i < len(hosts); i += batch {
-			r := c.lumos(append([]string{"domain", "import", "s1", "--output", "json"}, hosts[i:min(i+batch, len(hosts))]...)...)
+			r := c.Lumos(append([]string{"domain", "import", "s1", "--output", "json"}, hosts[i:min(i+batch, len(hosts))]...)...)
 			if r.Code != 0 {
 				b.Fatalf("lumos domain import: exited %d after %v: %s", r.Code, r.Duration, r.Stderr)
 			}
@@ -213,12 +212,12 @@ func BenchmarkShieldScale(b *testing.B) {
 		acked := time.Now()
 		importTook += acked.Sub(start)
 		var last domainJSON
-		if err := c.json(&last, "domain", "show", hosts[len(hosts)-1]); err != nil {
+		if _, err := c.tryJSON(&last, "domain", "show", hosts[len(hosts)-1]); err != nil {
 			b.Fatal(err)
 		}
 		eventually(b, 3*time.Minute, "s1 serves a config rendered at the last import", func() error {
 			var s api.ServerInfo
-			if err := c.json(&s, "server", "show", "s1"); err != nil {
+			if _, err := c.tryJSON(&s, "server", "show", "s1"); err != nil {
 				return err
 			}
 			if s.ConfigIndex < last.Version || len(s.Domains) < domains {
@@ -236,14 +235,14 @@ func BenchmarkShieldScale(b *testing.B) {
 
 		// One more at this size: assign → its HAProxy answers.
 		domain := "one.scale.test"
-		c.must("domain", "add", domain, "--origin", origin)
+		c.MustLumos("domain", "add", domain, "--origin", origin)
 		time.Sleep(time.Second) // the shield renders the add (nothing to serve)
 		tr := &http.Transport{DisableKeepAlives: true}
 		hc := &http.Client{Transport: tr, Timeout: time.Second}
 		off := c.logSize("s1")
 		t0 := time.Now()
 		assigned := make(chan Result, 1)
-		go func() { assigned <- c.lumos("domain", "assign", domain, "s1") }()
+		go func() { assigned <- c.Lumos("domain", "assign", domain, "s1") }()
 		served := benchPoll(hc, shieldAddr, domain, body, t0, time.Minute)
 		tr.CloseIdleConnections()
 		r := <-assigned
@@ -254,12 +253,12 @@ func BenchmarkShieldScale(b *testing.B) {
 			b.Fatalf("s1 does not serve %s a minute after the assign\n%s", domain, c.tail("s1"))
 		}
 		var d domainJSON
-		if err := c.json(&d, "domain", "show", domain); err != nil {
+		if _, err := c.tryJSON(&d, "domain", "show", domain); err != nil {
 			b.Fatal(err)
 		}
 		eventually(b, time.Minute, "s1 reports the assignment served", func() error {
 			var s api.ServerInfo
-			if err := c.json(&s, "server", "show", "s1"); err != nil {
+			if _, err := c.tryJSON(&s, "server", "show", "s1"); err != nil {
 				return err
 			}
 			if s.ConfigIndex < d.Version {
@@ -357,7 +356,7 @@ backend b
 // client, from writers goroutines each with a client of its own (a shared
 // api.Client keeps two idle connections, and would open one per request),
 // to the leader. It returns how long they took.
-func benchWrites(b *testing.B, c *benchCluster, n, writers int) time.Duration {
+func benchWrites(b *testing.B, c *Cluster, n, writers int) time.Duration {
 	leader := c.leaderAddr()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -401,114 +400,21 @@ func benchWrites(b *testing.B, c *benchCluster, n, writers int) time.Duration {
 
 // ---- a cluster.sh cluster for benchmarks ----
 
-// benchCluster is a cluster of real lumos processes started by
-// scripts/cluster.sh, like Cluster, for a benchmark.
-type benchCluster struct {
-	tb       testing.TB
-	Dir      string
-	BasePort int
-	Shields  int
-	Addr     string
-	Token    string
-	env      []string // extra settings for cluster.sh
-}
-
-// startBenchCluster starts 3 control nodes and the given number of shields
-// and registers their shutdown. env holds extra settings for cluster.sh
-// (HAPROXY_CONFIG=...).
-func startBenchCluster(b *testing.B, shields int, env ...string) *benchCluster {
+// startBenchCluster starts a cluster.sh cluster (3 control nodes and the
+// given number of shields) for a benchmark; env holds extra settings for
+// cluster.sh (HAPROXY_CONFIG=...).
+func startBenchCluster(b *testing.B, shields int, env ...string) *Cluster {
 	b.Helper()
-	if testing.Short() {
-		b.Skip("end-to-end benchmark: skipped under -short")
-	}
-	if lumosBin == "" {
-		b.Fatal("lumos binary not built (TestMain did not run the build)")
-	}
-	c := &benchCluster{tb: b, Dir: b.TempDir(), BasePort: benchAllocBasePort(b), Shields: shields, env: env}
-	b.Cleanup(c.cleanup)
-	start := time.Now()
-	if r := c.script("start"); r.Code != 0 {
-		b.Fatalf("cluster.sh start: %s", r)
-	}
-	r := c.script("env")
-	if r.Code != 0 {
-		b.Fatalf("cluster.sh env: %s", r)
-	}
-	for _, line := range strings.Split(r.Stdout, "\n") {
-		k, v, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "export "), "=")
-		switch {
-		case !ok:
-		case k == "LUMOS_ADDR":
-			c.Addr = v
-		case k == "LUMOS_ADMIN_TOKEN":
-			c.Token = v
-		}
-	}
-	if c.Addr == "" || c.Token == "" {
-		b.Fatalf("cluster.sh env printed no LUMOS_ADDR or LUMOS_ADMIN_TOKEN:\n%s", r.Stdout)
-	}
-	b.Logf("cluster up in %s: 3 control nodes, %d shields", time.Since(start).Round(time.Millisecond), shields)
-	return c
-}
-
-// benchAllocBasePort is allocBasePort for a benchmark.
-func benchAllocBasePort(tb testing.TB) int {
-	tb.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for nextBase < 32700 {
-		base := nextBase
-		nextBase += 100
-		if portsFree(base) {
-			return base
-		}
-	}
-	tb.Fatal("no free port range found")
-	return 0
-}
-
-func (c *benchCluster) script(args ...string) Result {
-	env := cleanEnv(append([]string{
-		"LUMOS_BIN=" + lumosBin,
-		"CLUSTER_DIR=" + c.Dir,
-		"BASE_PORT=" + strconv.Itoa(c.BasePort),
-		"SHIELDS=" + strconv.Itoa(c.Shields),
-		"HAPROXY_CONFIG=",
-	}, c.env...)...)
-	return run(scriptTimeout, env, "", clusterScript, args...)
-}
-
-// lumos runs the CLI against the cluster with the admin token.
-func (c *benchCluster) lumos(args ...string) Result {
-	return run(cliTimeout, cleanEnv("LUMOS_ADDR="+c.Addr, "LUMOS_ADMIN_TOKEN="+c.Token), c.Dir, lumosBin, args...)
-}
-
-// must runs the CLI and fails the benchmark unless it exits 0.
-func (c *benchCluster) must(args ...string) string {
-	c.tb.Helper()
-	r := c.lumos(args...)
-	if r.Code != 0 {
-		c.tb.Fatalf("lumos %s", r)
-	}
-	return r.Stdout
-}
-
-// json runs the CLI with --output json and decodes its output into v.
-func (c *benchCluster) json(v any, args ...string) error {
-	r := c.lumos(append(args, "--output", "json")...)
-	if r.Code != 0 {
-		return fmt.Errorf("lumos %q exited %d: %s", args, r.Code, strings.TrimSpace(r.Stderr))
-	}
-	return json.Unmarshal([]byte(r.Stdout), v)
+	return startClusterEnv(b, shields, env...)
 }
 
 // leaderAddr returns the API address of the leader.
-func (c *benchCluster) leaderAddr() string {
-	c.tb.Helper()
+func (c *Cluster) leaderAddr() string {
+	c.t.Helper()
 	var addr string
-	eventually(c.tb, 15*time.Second, "a leader is known", func() error {
+	eventually(c.t, 15*time.Second, "a leader is known", func() error {
 		var st statusJSON
-		if err := c.json(&st, "status"); err != nil {
+		if _, err := c.tryJSON(&st, "status"); err != nil {
 			return err
 		}
 		i, err := strconv.Atoi(strings.TrimPrefix(st.Leader, "c"))
@@ -521,23 +427,9 @@ func (c *benchCluster) leaderAddr() string {
 	return addr
 }
 
-// pid reads a node's pid file.
-func (c *benchCluster) pid(name string) int {
-	c.tb.Helper()
-	b, err := os.ReadFile(filepath.Join(c.Dir, name+".pid"))
-	if err != nil {
-		c.tb.Fatalf("pid of %s: %v", name, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		c.tb.Fatalf("pid file of %s holds %q", name, b)
-	}
-	return pid
-}
-
 // haproxyRSS returns the VmRSS, in bytes, of a shield's HAProxy master and
 // of every process it started.
-func (c *benchCluster) haproxyRSS(name string) int64 {
+func (c *Cluster) haproxyRSS(name string) int64 {
 	b, err := os.ReadFile(filepath.Join(c.Dir, name, "haproxy", "haproxy.pid"))
 	if err != nil {
 		return 0
@@ -569,7 +461,7 @@ func (c *benchCluster) haproxyRSS(name string) int64 {
 }
 
 // logSize returns the size of a node's log.
-func (c *benchCluster) logSize(name string) int64 {
+func (c *Cluster) logSize(name string) int64 {
 	fi, err := os.Stat(filepath.Join(c.Dir, name+".log"))
 	if err != nil {
 		return 0
@@ -607,7 +499,7 @@ func (a benchApplies) String() string {
 }
 
 // applies reads the applies a shield logged from offset on.
-func (c *benchCluster) applies(name string, offset int64) benchApplies {
+func (c *Cluster) applies(name string, offset int64) benchApplies {
 	var a benchApplies
 	data, err := os.ReadFile(filepath.Join(c.Dir, name+".log"))
 	if err != nil || int64(len(data)) < offset {
@@ -635,39 +527,13 @@ func (c *benchCluster) applies(name string, offset int64) benchApplies {
 }
 
 // tail returns the end of a node's log.
-func (c *benchCluster) tail(name string) string {
+func (c *Cluster) tail(name string) string {
 	b, _ := os.ReadFile(filepath.Join(c.Dir, name+".log"))
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > logTailLines {
 		lines = lines[len(lines)-logTailLines:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// cleanup stops every process of the cluster.
-func (c *benchCluster) cleanup() {
-	pids := map[string]int{}
-	files, _ := filepath.Glob(filepath.Join(c.Dir, "*.pid"))
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				pids[strings.TrimSuffix(filepath.Base(f), ".pid")] = pid
-			}
-		}
-	}
-	if c.tb.Failed() {
-		for name := range pids {
-			c.tb.Logf("==== %s.log (end) ====\n%s", name, c.tail(name))
-		}
-	}
-	if r := c.script("stop"); r.Code != 0 {
-		c.tb.Errorf("cluster.sh stop: %s", r)
-	}
-	for name, pid := range pids {
-		if processAlive(pid) {
-			c.tb.Errorf("node %s (pid %d) survived cluster.sh stop", name, pid)
-		}
-	}
 }
 
 // benchOrigin starts an origin answering 200 with body on 127.0.0.1 and

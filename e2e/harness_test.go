@@ -122,7 +122,7 @@ func findModuleRoot() (string, error) {
 }
 
 // requireE2E skips a test under -short.
-func requireE2E(t *testing.T) {
+func requireE2E(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped under -short")
@@ -146,7 +146,7 @@ var (
 // whose ports (gossip TCP+UDP, Raft, HTTP; on shield addresses also the
 // HAProxy HTTP and TLS ports and /metrics) are free on every loopback
 // address a cluster may use. Bases step by 100.
-func allocBasePort(t *testing.T) int {
+func allocBasePort(t testing.TB) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
@@ -198,7 +198,7 @@ func shieldIP(i int) string  { return fmt.Sprintf("127.0.0.%d", 10+i) }
 
 // Cluster is a cluster of real lumos processes started by scripts/cluster.sh.
 type Cluster struct {
-	t        *testing.T
+	t        testing.TB
 	Dir      string // CLUSTER_DIR
 	BasePort int
 	Shields  int
@@ -211,14 +211,14 @@ type Cluster struct {
 
 // startCluster starts 3 control nodes and the given number of shields,
 // and registers their shutdown (and, on failure, a dump of their logs).
-func startCluster(t *testing.T, shields int) *Cluster {
+func startCluster(t testing.TB, shields int) *Cluster {
 	t.Helper()
 	return startClusterEnv(t, shields)
 }
 
 // startClusterEnv is startCluster with extra KEY=VALUE settings for
 // cluster.sh (kept in Cluster.Env for every later cluster.sh command).
-func startClusterEnv(t *testing.T, shields int, env ...string) *Cluster {
+func startClusterEnv(t testing.TB, shields int, env ...string) *Cluster {
 	t.Helper()
 	requireE2E(t)
 	c := &Cluster{t: t, Dir: t.TempDir(), BasePort: allocBasePort(t), Shields: shields, Env: env}

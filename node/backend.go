@@ -17,7 +17,6 @@ import (
 
 	"github.com/lumos-mesh/lumos/api"
 	"github.com/lumos-mesh/lumos/mesh"
-	"github.com/lumos-mesh/lumos/raftstore"
 	"github.com/lumos-mesh/lumos/state"
 )
 
@@ -273,8 +272,6 @@ func joinHostPort(h string, p int) string { return net.JoinHostPort(h, strconv.I
 func slogStd(l *slog.Logger) *log.Logger {
 	return slog.NewLogLogger(l.Handler(), slog.LevelWarn)
 }
-
-var _ = raftstore.ErrNotLeader
 
 // nonceCache remembers join nonces for twice the allowed clock skew, so a
 // captured request cannot be replayed.

@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"time"
-
-	"github.com/lumos-mesh/lumos/mesh"
 )
 
 // Default addresses and timings.
@@ -248,5 +246,3 @@ func (c *Config) meshProfile() string {
 	}
 	return c.Profile
 }
-
-var _ = mesh.StateAlive

@@ -119,26 +119,22 @@ func (n *Node) startShield(ctx context.Context) error {
 		if err := mgr.Start(ctx, nil); err != nil {
 			return fmt.Errorf("haproxy: %w", err)
 		}
-		s.mu.Lock()
+		s.mu.Lock() // the manager's events may already publish
 		s.served, s.index = mgr.Health().ConfigHash, prev.Index
 		s.mu.Unlock()
-		n.shield = s
-		s.publish()
-		n.goFn(s.configLoop)
-		n.goFn(s.statsLoop)
-		return nil
-	}
-	if err := mgr.Start(ctx, r); err != nil {
-		return fmt.Errorf("haproxy: %w", err)
-	}
-	s.setServed(r, sites, idx)
-	if h := mgr.Health(); h.ConfigHash != r.Hash {
-		// HAProxy fell back to the last good config: serve that, report
-		// the error, and let the config loop retry.
-		n.log.Error("HAProxy serves its last good config; the current one was refused", "err", h.Error)
-		s.mu.Lock()
-		s.served, s.failed = h.ConfigHash, true
-		s.mu.Unlock()
+	} else {
+		if err := mgr.Start(ctx, r); err != nil {
+			return fmt.Errorf("haproxy: %w", err)
+		}
+		s.setServed(r, sites, idx)
+		if h := mgr.Health(); h.ConfigHash != r.Hash {
+			// HAProxy fell back to the last good config: serve that,
+			// report the error, and let the config loop retry.
+			n.log.Error("HAProxy serves its last good config; the current one was refused", "err", h.Error)
+			s.mu.Lock()
+			s.served, s.failed = h.ConfigHash, true
+			s.mu.Unlock()
+		}
 	}
 	n.shield = s
 	s.publish()
