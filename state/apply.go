@@ -56,6 +56,16 @@ func (s *State) Apply(idx uint64, c *Command) (any, error) {
 		res, err = s.serverHealth(c.Time, c.ServerHealth)
 	case CmdDomainImport:
 		res, err = s.domainImport(idx, c.Time, c.DomainImport)
+	case CmdDomainSet:
+		res, err = s.domainSet(idx, c.Time, c.DomainSet)
+	case CmdDomainFailover:
+		res, err = s.domainFailover(c.Time, c.DomainFailover)
+	case CmdDomainDNSSynced:
+		res, err = s.domainDNSSynced(c.Time, c.DomainDNSSynced)
+	case CmdServerLiveness:
+		res, err = s.serverLiveness(c.Time, c.ServerLiveness)
+	case CmdNotifyAck:
+		res, err = s.notifyAck(c.NotifyAck)
 	default:
 		return nil, invalid("command", "unknown command type %q", c.Type)
 	}

@@ -25,6 +25,11 @@ const (
 	CmdEventAdd           = "event.add"
 	CmdServerHealth       = "server.health"
 	CmdDomainImport       = "domain.import"
+	CmdDomainSet          = "domain.set"
+	CmdDomainFailover     = "domain.failover"
+	CmdDomainDNSSynced    = "domain.dns_synced"
+	CmdServerLiveness     = "server.liveness"
+	CmdNotifyAck          = "notify.ack"
 )
 
 // Command is one replicated change. Time is stamped by the leader when the
@@ -46,6 +51,53 @@ type Command struct {
 	EventAdd           *EventAdd           `json:"event_add,omitempty"`
 	ServerHealth       *ServerHealth       `json:"server_health,omitempty"`
 	DomainImport       *DomainImport       `json:"domain_import,omitempty"`
+	DomainSet          *DomainSet          `json:"domain_set,omitempty"`
+	DomainFailover     *DomainFailover     `json:"domain_failover,omitempty"`
+	DomainDNSSynced    *DomainDNSSynced    `json:"domain_dns_synced,omitempty"`
+	ServerLiveness     *ServerLiveness     `json:"server_liveness,omitempty"`
+	NotifyAck          *NotifyAck          `json:"notify_ack,omitempty"`
+}
+
+// DomainSet changes an existing domain's settings; nil or empty fields keep
+// their values.
+type DomainSet struct {
+	Name    string   `json:"name"`
+	Origins []string `json:"origins,omitempty"`
+	Mode    string   `json:"mode,omitempty"`
+	DNS     *DNS     `json:"dns,omitempty"`
+}
+
+// DomainFailover records a failover or recovery decision of the leader. It
+// applies only if the domain's active server is still From, so a decision
+// taken on an outdated view (a deposed leader's) changes nothing.
+type DomainFailover struct {
+	Name   string `json:"name"`
+	From   string `json:"from"`   // expected current active server ID
+	To     string `json:"to"`     // new active server ID
+	Status string `json:"status"` // FailoverActive when To is the primary, else FailoverFailedOver
+	Event  Event  `json:"event"`  // failover_triggered or failover_recovered
+}
+
+// DomainDNSSynced records the record the leader confirmed at the domain's
+// DNS provider.
+type DomainDNSSynced struct {
+	Name   string    `json:"name"`
+	Record DNSRecord `json:"record"`
+}
+
+// ServerLiveness records the failover controller's verdict on a shield:
+// down (with a reason) or recovered. Proposing the state it already has is
+// refused, so two leaders never record the same change twice.
+type ServerLiveness struct {
+	ID     string `json:"id"`
+	Down   bool   `json:"down"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// NotifyAck advances a notification target's cursor to EventID.
+type NotifyAck struct {
+	Target  string `json:"target"`
+	EventID uint64 `json:"event_id"`
 }
 
 // ServerAdd creates a server. ID and token hash are made by the leader.
@@ -163,6 +215,16 @@ func NewCommand(now time.Time, payload any) (*Command, error) {
 		c.Type, c.ServerHealth = CmdServerHealth, p
 	case *DomainImport:
 		c.Type, c.DomainImport = CmdDomainImport, p
+	case *DomainSet:
+		c.Type, c.DomainSet = CmdDomainSet, p
+	case *DomainFailover:
+		c.Type, c.DomainFailover = CmdDomainFailover, p
+	case *DomainDNSSynced:
+		c.Type, c.DomainDNSSynced = CmdDomainDNSSynced, p
+	case *ServerLiveness:
+		c.Type, c.ServerLiveness = CmdServerLiveness, p
+	case *NotifyAck:
+		c.Type, c.NotifyAck = CmdNotifyAck, p
 	default:
 		return nil, fmt.Errorf("new command: unknown payload %T", payload)
 	}
@@ -196,6 +258,16 @@ func payloadPointer(payload any) any {
 	case ServerHealth:
 		return &p
 	case DomainImport:
+		return &p
+	case DomainSet:
+		return &p
+	case DomainFailover:
+		return &p
+	case DomainDNSSynced:
+		return &p
+	case ServerLiveness:
+		return &p
+	case NotifyAck:
 		return &p
 	}
 	return payload

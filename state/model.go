@@ -64,6 +64,14 @@ type Server struct {
 	ErrorType string `json:"error_type,omitempty"`
 	Error     string `json:"error,omitempty"`
 
+	// Down is the failover controller's verdict on the shield (gossip dead
+	// or left, HAProxy unhealthy, or not heard from): set by the leader with
+	// a server_down event, cleared with server_recovered after the recovery
+	// hold.
+	Down       bool      `json:"down,omitempty"`
+	DownReason string    `json:"down_reason,omitempty"`
+	DownSince  time.Time `json:"down_since,omitempty"`
+
 	Decommissioned   bool      `json:"decommissioned,omitempty"`
 	DecommissionedAt time.Time `json:"decommissioned_at,omitempty"`
 	// NodeRemoved is set once the leader has removed a decommissioned
@@ -94,14 +102,39 @@ type Domain struct {
 	Origins []string `json:"origins"` // normalized IP:PORT
 	Mode    string   `json:"mode"`
 	// Servers is the ordered list of server IDs: the first is the primary.
-	Servers        []string  `json:"servers"`
-	FailoverStatus string    `json:"failover_status"`
-	ActiveServer   string    `json:"active_server,omitempty"`
-	DNS            DNS       `json:"dns"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	// Version is the log index of the last change to this domain.
+	Servers        []string `json:"servers"`
+	FailoverStatus string   `json:"failover_status"`
+	ActiveServer   string   `json:"active_server,omitempty"`
+	DNS            DNS      `json:"dns"`
+	// FailoverAt is when the active server last changed by a failover or
+	// recovery decision.
+	FailoverAt time.Time `json:"failover_at,omitempty"`
+	// DNSSynced is the record the leader last confirmed at the DNS provider
+	// (nil: never). The reconciler writes where it differs from the desired
+	// record (DesiredRecord), so a new leader finishes what an old one began.
+	DNSSynced *DNSRecord `json:"dns_synced,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	// Version is the log index of the last change to what shields serve for
+	// this domain (origins, mode, assignment); failover and DNS changes do
+	// not touch it.
 	Version uint64 `json:"version"`
+}
+
+// DNSRecord is a domain's A record at its DNS provider.
+type DNSRecord struct {
+	Provider string    `json:"provider"`
+	IP       string    `json:"ip"`
+	TTL      int       `json:"ttl"`
+	At       time.Time `json:"at,omitempty"`
+}
+
+// Same reports whether two records have the same provider, IP and TTL.
+func (r *DNSRecord) Same(o *DNSRecord) bool {
+	if r == nil || o == nil {
+		return r == o
+	}
+	return r.Provider == o.Provider && r.IP == o.IP && r.TTL == o.TTL
 }
 
 // Primary returns the primary server ID, or "".
@@ -140,7 +173,10 @@ const (
 	EventDomainAdded          = "domain_added"
 	EventDomainAssigned       = "domain_assigned"
 	EventDomainRemoved        = "domain_removed"
+	EventDomainUpdated        = "domain_updated"
 	EventFailoverTriggered    = "failover_triggered"
+	EventFailoverRecovered    = "failover_recovered"
+	EventFailoverHeld         = "failover_held"
 	EventPlanChanged          = "plan_changed"
 )
 
@@ -171,6 +207,10 @@ type State struct {
 	Events      []Event            `json:"events"`
 	NextEventID uint64             `json:"next_event_id"`
 	Plan        Plan               `json:"plan"`
+	// NotifyCursors maps a notification target's ID to the ID of the last
+	// event delivered to it, so a new leader resumes where the old one
+	// stopped.
+	NotifyCursors map[string]uint64 `json:"notify_cursors,omitempty"`
 	// Index is the log index of the last applied command.
 	Index uint64 `json:"index"`
 }
@@ -194,6 +234,12 @@ func (s *State) Clone() *State {
 		NextEventID: s.NextEventID,
 		Plan:        s.Plan,
 		Index:       s.Index,
+	}
+	if s.NotifyCursors != nil {
+		c.NotifyCursors = make(map[string]uint64, len(s.NotifyCursors))
+		for k, v := range s.NotifyCursors {
+			c.NotifyCursors[k] = v
+		}
 	}
 	for id, sv := range s.Servers {
 		c.Servers[id] = sv.Clone()
@@ -224,8 +270,38 @@ func (d *Domain) Clone() *Domain {
 	v := *d
 	v.Origins = slices.Clone(d.Origins)
 	v.Servers = slices.Clone(d.Servers)
+	if d.DNSSynced != nil {
+		r := *d.DNSSynced
+		v.DNSSynced = &r
+	}
 	return &v
 }
+
+// DesiredRecord is the A record a domain should have at its DNS provider:
+// the active server's address (the primary's when none is recorded), with
+// the low failover TTL while failed over. ok is false when the domain has
+// no DNS provider or no server with an address.
+func (s *State) DesiredRecord(d *Domain) (rec DNSRecord, ok bool) {
+	if d.DNS.Provider == "" || d.DNS.Provider == DNSNone {
+		return rec, false
+	}
+	id := d.ActiveServer
+	if id == "" {
+		id = d.Primary()
+	}
+	sv, found := s.Servers[id]
+	if !found || sv.Addr == "" {
+		return rec, false
+	}
+	rec = DNSRecord{Provider: d.DNS.Provider, IP: sv.Addr, TTL: d.DNS.TTL}
+	if d.FailoverStatus == FailoverFailedOver {
+		rec.TTL = d.DNS.FailoverTTL
+	}
+	return rec, true
+}
+
+// LastEventID is the ID of the newest event (0 if none).
+func (s *State) LastEventID() uint64 { return s.NextEventID - 1 }
 
 // ActiveServerCount counts servers that are not decommissioned.
 func (s *State) ActiveServerCount() int {
