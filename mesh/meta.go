@@ -34,6 +34,10 @@ type Meta struct {
 	ErrorType   string   `json:"et,omitempty"` // e.g. haproxy_reload_failed, when Health=="error"
 	Restarts    int      `json:"hr,omitempty"` // HAProxy restarts by the supervisor
 	Traffic     *Traffic `json:"t,omitempty"`  // HAProxy traffic totals
+	// Heartbeat is a counter a shield bumps every few seconds from its main
+	// loop: a member that gossip says is alive but whose counter stops moving
+	// is a hung agent.
+	Heartbeat uint64 `json:"hb,omitempty"`
 }
 
 // Traffic is a shield's HAProxy traffic summed over its sites, as last read

@@ -29,6 +29,12 @@ func (n *Node) NodeName() string { return n.cfg.Name }
 // View implements api.Backend.
 func (n *Node) View(fn func(st *state.State)) { n.store.View(fn) }
 
+// Subscribe delivers gossip membership events (failover.Cluster).
+func (n *Node) Subscribe() (<-chan mesh.Event, func()) { return n.mesh.Subscribe() }
+
+// Watch signals state changes (failover.Cluster).
+func (n *Node) Watch() (<-chan uint64, func()) { return n.store.Watch() }
+
 // Members implements api.Backend.
 func (n *Node) Members() []mesh.Member { return n.mesh.Members() }
 

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/lumos-mesh/lumos/failover"
 	"log/slog"
 	"net"
 	"net/url"
@@ -18,6 +20,7 @@ const (
 	DefaultHTTPAddr          = "127.0.0.1:7070"
 	DefaultDataDir           = "/var/lib/lumos"
 	DefaultDecommissionGrace = time.Hour
+	DefaultHeartbeatInterval = 3 * time.Second
 )
 
 // Config describes one node. Build it with DefaultConfig or DevConfig, then
@@ -67,6 +70,14 @@ type Config struct {
 	// MetricsAddr is where a shield serves /metrics (IP:PORT; "" = none).
 	// Control nodes serve /metrics on their API address.
 	MetricsAddr string
+
+	// Failover configures the failover controller the leader runs (control
+	// nodes); nil runs none.
+	Failover *failover.Config
+	// HeartbeatInterval is how often a shield bumps the heartbeat in its
+	// gossip metadata (default 3 s); the leader marks a shield whose
+	// heartbeat stops moving down after failover.Config.StaleAfter.
+	HeartbeatInterval time.Duration
 
 	// LeaderHook, when set, runs on the leader with a context cancelled when
 	// leadership is lost. The failover controller plugs in here.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/lumos-mesh/lumos/failover"
 	"github.com/lumos-mesh/lumos/mesh"
 	"github.com/lumos-mesh/lumos/raftstore"
 	"github.com/lumos-mesh/lumos/state"
@@ -238,13 +240,16 @@ func (n *Node) runLeader(ctx context.Context) {
 	if err := n.store.Barrier(10 * time.Second); err != nil {
 		n.log.Warn("barrier after election", "err", err)
 	}
-	var hookDone chan struct{}
+	var hooks sync.WaitGroup
 	if n.cfg.LeaderHook != nil {
-		hookDone = make(chan struct{})
-		go func() {
-			defer close(hookDone)
-			n.cfg.LeaderHook(ctx, n)
-		}()
+		hooks.Go(func() { n.cfg.LeaderHook(ctx, n) })
+	}
+	if n.failover != nil {
+		hooks.Go(func() {
+			if err := failover.Run(ctx, n.failover, n); err != nil {
+				n.log.Error("failover controller", "err", err)
+			}
+		})
 	}
 	events, cancel := n.mesh.Subscribe()
 	defer cancel()
@@ -254,9 +259,7 @@ func (n *Node) runLeader(ctx context.Context) {
 		n.reconcile(ctx)
 		select {
 		case <-ctx.Done():
-			if hookDone != nil {
-				<-hookDone
-			}
+			hooks.Wait()
 			return
 		case <-events:
 		case <-t.C:
@@ -427,6 +430,30 @@ func (n *Node) forgetLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-ch:
+		}
+	}
+}
+
+// heartbeatLoop bumps this shield's gossip heartbeat, so the leader can
+// tell a hung agent from a live one.
+func (n *Node) heartbeatLoop() {
+	every := n.cfg.HeartbeatInterval
+	if every <= 0 {
+		every = DefaultHeartbeatInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := n.mesh.UpdateMeta(func(m *mesh.Meta) { m.Heartbeat++ }); err != nil {
+			if errors.Is(err, mesh.ErrClosed) || errors.Is(err, mesh.ErrLeft) {
+				return
+			}
+			n.log.Warn("publish heartbeat", "err", err)
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

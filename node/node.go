@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lumos-mesh/lumos/api"
+	"github.com/lumos-mesh/lumos/failover"
 	"github.com/lumos-mesh/lumos/mesh"
 	"github.com/lumos-mesh/lumos/raftstore"
 	"github.com/lumos-mesh/lumos/state"
@@ -55,6 +56,9 @@ type Node struct {
 	metrics    *metrics
 	metricsSrv *http.Server
 	metricsLn  net.Listener
+	// failover is this node's copy of the failover controller's config
+	// (control nodes with failover enabled).
+	failover *failover.Config
 }
 
 // New starts a node: it opens the data dir, the Raft store, the gossip mesh
@@ -173,6 +177,15 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
+	if cfg.Control && cfg.Failover != nil {
+		fc := *cfg.Failover
+		fc.Metrics = failover.NewMetrics(n.metrics.reg)
+		fc.Logger = n.log.With("subsystem", "failover")
+		if err := fc.Validate(); err != nil {
+			return nil, err
+		}
+		n.failover = &fc
+	}
 	if cfg.Shield {
 		if err := n.startShield(ctx); err != nil {
 			return nil, err
@@ -211,6 +224,7 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 	}
 	if cfg.Shield {
 		n.goFn(n.shieldLoop)
+		n.goFn(n.heartbeatLoop)
 	}
 	n.log.Info("node started", "name", cfg.Name, "control", cfg.Control, "shield", cfg.Shield,
 		"gossip", n.mesh.LocalAddr(), "raft", n.store.Addr(), "api", n.apiURL)
