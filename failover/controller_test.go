@@ -215,7 +215,6 @@ func (p *fakeProvider) snapshot() (writes []string, calls int) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-
 func TestExternalProviderReconcile(t *testing.T) {
 	f := shieldFixture(t, state.DNSCloudflare)
 	p := &fakeProvider{fail: 2}
