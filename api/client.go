@@ -320,6 +320,15 @@ func (c *Client) AssignDomain(ctx context.Context, name string, servers []string
 	return &out, nil
 }
 
+// SetDomain changes a domain's settings; zero fields keep their values.
+func (c *Client) SetDomain(ctx context.Context, name string, req *SetDomainRequest) (*DomainInfo, error) {
+	var out DomainInfo
+	if err := c.do(ctx, http.MethodPatch, "/v1/domains/"+seg(name), nil, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // RemoveDomain deletes a domain and returns it as it was.
 func (c *Client) RemoveDomain(ctx context.Context, name string) (*DomainInfo, error) {
 	var out DomainInfo

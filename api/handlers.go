@@ -346,6 +346,42 @@ func (s *server) assignDomain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.domainView(name, d))
 }
 
+func (s *server) setDomain(w http.ResponseWriter, r *http.Request) {
+	var req SetDomainRequest
+	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	var name string
+	res, ok := s.commit(w, r, func(st *state.State) (any, error) {
+		d, err := lookupDomain(st, r.PathValue("name"))
+		if err != nil {
+			return nil, err
+		}
+		name = d.Name
+		set := &state.DomainSet{Name: d.Name, Origins: req.Origins, Mode: req.Mode}
+		if req.DNS != "" || req.TTL != 0 || req.FailoverTTL != 0 {
+			dns := d.DNS
+			if req.DNS != "" {
+				dns.Provider = req.DNS
+			}
+			if req.TTL != 0 {
+				dns.TTL = req.TTL
+			}
+			if req.FailoverTTL != 0 {
+				dns.FailoverTTL = req.FailoverTTL
+			}
+			set.DNS = &dns
+		}
+		return set, nil
+	})
+	if !ok {
+		return
+	}
+	d, _ := res.(*state.Domain)
+	writeJSON(w, http.StatusOK, s.domainView(name, d))
+}
+
 func (s *server) removeDomain(w http.ResponseWriter, r *http.Request) {
 	var removed *state.Domain
 	res, ok := s.commit(w, r, func(st *state.State) (any, error) {

@@ -148,6 +148,7 @@ func (s *server) routes() {
 	s.handle("POST /v1/domains", write, s.addDomain)
 	s.handle("GET /v1/domains/{name}", read, s.getDomain)
 	s.handle("PUT /v1/domains/{name}/servers", write, s.assignDomain)
+	s.handle("PATCH /v1/domains/{name}", write, s.setDomain)
 	s.handle("DELETE /v1/domains/{name}", write, s.removeDomain)
 
 	s.handle("GET /v1/events", read, s.events)

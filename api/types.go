@@ -76,6 +76,10 @@ type ServerInfo struct {
 	Decommissioned   bool       `json:"decommissioned,omitempty"`
 	DecommissionedAt *time.Time `json:"decommissioned_at,omitempty"`
 	NodeRemoved      bool       `json:"node_removed,omitempty"`
+	// Down is the failover controller's verdict (see state.Server.Down).
+	Down       bool       `json:"down,omitempty"`
+	DownReason string     `json:"down_reason,omitempty"`
+	DownSince  *time.Time `json:"down_since,omitempty"`
 
 	// The shield's HAProxy pipeline, from its gossip metadata.
 	ConfigHash  string       `json:"config_hash,omitempty"`
@@ -153,9 +157,15 @@ type DomainInfo struct {
 	FailoverStatus string         `json:"failover_status"`
 	ActiveServer   string         `json:"active_server,omitempty"`
 	DNS            state.DNS      `json:"dns"`
-	CreatedAt      time.Time      `json:"created_at"`
-	UpdatedAt      time.Time      `json:"updated_at"`
-	Version        uint64         `json:"version"`
+	// Record is the A record the domain should have (the active shield's
+	// IP and the TTL in force); DNSSynced is what the leader last confirmed
+	// at an external provider.
+	Record     *state.DNSRecord `json:"record,omitempty"`
+	DNSSynced  *state.DNSRecord `json:"dns_synced,omitempty"`
+	FailoverAt *time.Time       `json:"failover_at,omitempty"`
+	CreatedAt  time.Time        `json:"created_at"`
+	UpdatedAt  time.Time        `json:"updated_at"`
+	Version    uint64           `json:"version"`
 }
 
 // AddDomainRequest is the body of POST /v1/domains.
@@ -165,6 +175,16 @@ type AddDomainRequest struct {
 	Mode    string    `json:"mode,omitempty"`
 	DNS     state.DNS `json:"dns,omitempty"`
 	Servers []string  `json:"servers,omitempty"` // server IDs or names, ordered
+}
+
+// SetDomainRequest is the body of PATCH /v1/domains/{name}: absent fields
+// keep their values.
+type SetDomainRequest struct {
+	Origins     []string `json:"origins,omitempty"`
+	Mode        string   `json:"mode,omitempty"`
+	DNS         string   `json:"dns,omitempty"` // provider: builtin, cloudflare or none
+	TTL         int      `json:"ttl,omitempty"`
+	FailoverTTL int      `json:"failover_ttl,omitempty"`
 }
 
 // AssignRequest is the body of PUT /v1/domains/{name}/servers.

@@ -89,6 +89,12 @@ func serverInfo(st *state.State, mi memberIndex, sv *state.Server, now time.Time
 		Decommissioned: sv.Decommissioned,
 		NodeRemoved:    sv.NodeRemoved,
 		Sites:          len(sv.Sites),
+		Down:           sv.Down,
+		DownReason:     sv.DownReason,
+	}
+	if !sv.DownSince.IsZero() {
+		t := sv.DownSince
+		info.DownSince = &t
 	}
 	if info.Domains == nil {
 		info.Domains = []string{}
@@ -166,6 +172,14 @@ func domainInfo(st *state.State, mi memberIndex, d *state.Domain) DomainInfo {
 		CreatedAt:      d.CreatedAt,
 		UpdatedAt:      d.UpdatedAt,
 		Version:        d.Version,
+		DNSSynced:      d.DNSSynced,
+	}
+	if rec, ok := st.DesiredRecord(d); ok {
+		info.Record = &rec
+	}
+	if !d.FailoverAt.IsZero() {
+		t := d.FailoverAt
+		info.FailoverAt = &t
 	}
 	for i, id := range d.Servers {
 		ds := DomainServer{ID: id, Primary: i == 0, Active: id == d.ActiveServer, Status: StatusOffline}

@@ -171,7 +171,7 @@ func portsFree(base int) bool {
 		ips = append(ips, shieldIP(i))
 	}
 	for i, ip := range ips {
-		last := base + 2
+		last := base + 6 // and the built-in DNS (TCP; UDP below)
 		if i >= controlNodes {
 			last = base + 5 // a shield's HAProxy HTTP, TLS and /metrics
 		}
@@ -182,11 +182,13 @@ func portsFree(base int) bool {
 			}
 			ln.Close()
 		}
-		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(base)))
-		if err != nil {
-			return false
+		for _, p := range []int{base, base + 6} {
+			pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(p)))
+			if err != nil {
+				return false
+			}
+			pc.Close()
 		}
-		pc.Close()
 	}
 	return true
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/lumos-mesh/lumos/failover"
+	"github.com/lumos-mesh/lumos/failover/notify"
 	"log/slog"
 	"net"
 	"net/url"
@@ -47,6 +48,7 @@ type Config struct {
 	AdvertiseIP string // IP other members reach this node on
 	RaftBind    string // raft IP:PORT
 	HTTPAddr    string // API listen IP:PORT (control)
+	DNSListen   string // built-in DNS listen IP:PORT (control; "" = none)
 
 	GossipKey      []byte // 32 bytes; required unless AllowPlaintext
 	AllowPlaintext bool   // dev only
@@ -74,6 +76,9 @@ type Config struct {
 	// Failover configures the failover controller the leader runs (control
 	// nodes); nil runs none.
 	Failover *failover.Config
+	// Notify are the notification targets the leader delivers events to
+	// (control nodes with failover enabled).
+	Notify []notify.Target
 	// HeartbeatInterval is how often a shield bumps the heartbeat in its
 	// gossip metadata (default 3 s); the leader marks a shield whose
 	// heartbeat stops moving down after failover.Config.StaleAfter.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lumos-mesh/lumos/api"
 	"github.com/lumos-mesh/lumos/failover"
+	"github.com/lumos-mesh/lumos/failover/builtindns"
 	"github.com/lumos-mesh/lumos/mesh"
 	"github.com/lumos-mesh/lumos/raftstore"
 	"github.com/lumos-mesh/lumos/state"
@@ -59,6 +60,7 @@ type Node struct {
 	// failover is this node's copy of the failover controller's config
 	// (control nodes with failover enabled).
 	failover *failover.Config
+	dns      *builtindns.Server
 }
 
 // New starts a node: it opens the data dir, the Raft store, the gossip mesh
@@ -185,6 +187,9 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 			return nil, err
 		}
 		n.failover = &fc
+		if fc.Notify, err = n.notifier(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Shield {
 		if err := n.startShield(ctx); err != nil {
@@ -211,6 +216,12 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 				n.log.Error("http server stopped", "err", err)
 			}
 		})
+	}
+
+	if cfg.Control && cfg.DNSListen != "" {
+		if err := n.startDNS(); err != nil {
+			return nil, err
+		}
 	}
 
 	n.goFn(n.joinLoop)
@@ -342,6 +353,7 @@ func (n *Node) abortOpen() {
 	if n.metricsSrv != nil {
 		n.metricsSrv.Close()
 	}
+	n.closeDNS(ctx)
 	if n.shield != nil {
 		n.shield.close(ctx)
 	}
@@ -388,6 +400,7 @@ func (n *Node) shutdown(ctx context.Context, leave bool) error {
 		if n.metricsSrv != nil {
 			n.metricsSrv.Close()
 		}
+		errs = append(errs, n.closeDNS(ctx))
 		n.wg.Wait()
 		if n.shield != nil {
 			errs = append(errs, n.shield.close(ctx))

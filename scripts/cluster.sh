@@ -16,7 +16,10 @@
 # ports from it), PROFILE (gossip profile, default lan), HAPROXY_CONFIG (an
 # existing HAProxy config the shields scan for sites at their first join).
 # Each shield's HAProxy serves HTTP on its IP at BASE_PORT+3 and TLS
-# passthrough at BASE_PORT+4; its /metrics is at BASE_PORT+5.
+# passthrough at BASE_PORT+4; its /metrics is at BASE_PORT+5. Each control
+# node serves the built-in DNS on its IP at BASE_PORT+6 (UDP and TCP).
+# CONTROL_ARGS adds flags to every control node (split on spaces), e.g.
+# "--recovery-hold 2s --webhook http://127.0.0.1:9999/hook".
 # Every node has its own data dir and log under CLUSTER_DIR; the admin
 # token, gossip key and shield tokens live there too (mode 0600). Each
 # node's command line is kept in CLUSTER_DIR/NAME.args (NUL-separated) so
@@ -38,6 +41,7 @@ HTTP=$((BASE_PORT + 2))
 SHIELD_HTTP=$((BASE_PORT + 3)) # HAProxy on each shield's own IP
 SHIELD_TLS=$((BASE_PORT + 4))
 METRICS=$((BASE_PORT + 5))
+DNS=$((BASE_PORT + 6))
 
 control_ip() { echo "127.0.0.$1"; }
 shield_ip() { echo "127.0.0.$((10 + $1))"; }
@@ -96,6 +100,8 @@ cmd_start() {
 	export LUMOS_ADDR="http://$(control_ip 1):$HTTP"
 	export LUMOS_ADMIN_TOKEN="$(cat "$DIR/admin.token")"
 
+	local extra=()
+	read -ra extra <<<"${CONTROL_ARGS:-}"
 	for i in 1 2 3; do
 		local ip peers=()
 		ip=$(control_ip "$i")
@@ -103,7 +109,7 @@ cmd_start() {
 		start_node "c$i" join --control --bootstrap-expect 3 --name "c$i" --data-dir "$DIR/c$i" \
 			--bind "$ip:$GOSSIP" --advertise "$ip" --raft-bind "$ip:$RAFT" --http "$ip:$HTTP" \
 			--gossip-key-file "$DIR/gossip.key" --admin-token-file "$DIR/admin.token" \
-			--profile "$PROFILE" "${peers[@]}"
+			--profile "$PROFILE" --dns-listen "$ip:$DNS" ${extra[@]+"${extra[@]}"} "${peers[@]}"
 	done
 	for i in 1 2 3; do wait_http "http://$(control_ip "$i"):$HTTP" 30; done
 	# Wait for a leader.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,7 @@ func newDevCmd() *cobra.Command {
 		dataDir, httpAddr, bind, raftBind, logLevel string
 		listenHTTP, listenTLS, metrics              string
 		fresh                                       bool
+		ff                                          failoverFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -71,6 +73,9 @@ is kept in --data-dir between runs (--fresh starts over).`,
 				return err
 			}
 			cfg.Logger = l
+			if err := ff.apply(cfg); err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			return runNode(cmd, cfg, func(n *node.Node) {
 				fmt.Fprintf(out, "\nlumos dev is running (control + shield %q, data in %s)\n\n", n.Name(), dataDir)
@@ -79,7 +84,11 @@ is kept in --data-dir between runs (--fresh starts over).`,
 					fmt.Fprintf(out, "  HTTP:         http://%s   (HAProxy, routed by Host header)\n", listenHTTP)
 					fmt.Fprintf(out, "  TLS:          %s   (HAProxy, TLS passthrough by SNI)\n", listenTLS)
 					fmt.Fprintf(out, "  metrics:      http://%s/metrics\n", metrics)
-				} else {
+				}
+				if a := n.DNSAddr(); a != "" {
+					fmt.Fprintf(out, "  DNS:          %s   (built-in authoritative DNS, UDP and TCP)\n", a)
+				}
+				if cfg.HAProxy == nil {
 					fmt.Fprintf(out, "  note:         %s\n", haproxyNote)
 				}
 				if generated {
@@ -101,6 +110,10 @@ is kept in --data-dir between runs (--fresh starts over).`,
 				if cfg.HAProxy != nil {
 					fmt.Fprintf(out, "  curl -H 'Host: example.test' http://%s/   # your origin on 127.0.0.1:9000 answers\n", listenHTTP)
 				}
+				if a := n.DNSAddr(); a != "" {
+					host, port, _ := net.SplitHostPort(a)
+					fmt.Fprintf(out, "  dig @%s -p %s example.test   # the active shield's IP\n", host, port)
+				}
 				fmt.Fprintln(out)
 				fmt.Fprintf(out, "Stop with Ctrl-C.\n\n")
 			})
@@ -117,6 +130,7 @@ is kept in --data-dir between runs (--fresh starts over).`,
 	fl.StringVar(&listenHTTP, "listen-http", "127.0.0.1:8080", "IP:PORT HAProxy serves HTTP on")
 	fl.StringVar(&listenTLS, "listen-tls", "127.0.0.1:8443", "IP:PORT HAProxy serves TLS passthrough on")
 	fl.StringVar(&metrics, "metrics", "127.0.0.1:7071", "IP:PORT for the shield's Prometheus /metrics")
+	ff.register(cmd, "127.0.0.1:5353")
 	return cmd
 }
 

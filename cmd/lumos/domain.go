@@ -31,6 +31,7 @@ no cold start when DNS fails over to it.`,
 	cmd.AddCommand(
 		c.domainImportCmd(),
 		c.domainAddCmd(),
+		c.domainSetCmd(),
 		c.domainAssignCmd(),
 		c.domainListCmd(),
 		c.domainShowCmd(),
@@ -115,6 +116,73 @@ later with "lumos domain assign".`,
 	f.IntVar(&ttl, "ttl", 0, "DNS record TTL in `seconds` (default 300)")
 	f.IntVar(&failoverTTL, "failover-ttl", 0, "DNS record TTL while failed over, in `seconds` (default 30)")
 	f.StringArrayVar(&servers, "server", nil, "assign a `SERVER` (ID or name; repeat, in order: first is primary)")
+	return cmd
+}
+
+func (c *cli) domainSetCmd() *cobra.Command {
+	var (
+		origins     []string
+		mode        string
+		dnsProvider string
+		ttl         int
+		failoverTTL int
+	)
+	cmd := &cobra.Command{
+		Use:   "set DOMAIN [--origin IP:PORT]... [--mode http|tcp] [--dns builtin|cloudflare|none] [--ttl SECONDS] [--failover-ttl SECONDS]",
+		Short: "Change a domain's origins, mode or DNS failover settings",
+		Long: `Change settings of an existing domain; flags not given keep their values.
+--origin replaces the whole origin list (repeat it for several). DNS settings
+take effect at the next DNS write (or at once for the built-in DNS); origins
+and mode reach every assigned shield through the log.`,
+		Example: `  lumos domain set example.com --dns cloudflare --ttl 120 --failover-ttl 30
+  lumos domain set example.com --origin 10.0.0.5:80 --origin 10.0.0.8:80`,
+		Args: exactArgs("DOMAIN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &api.SetDomainRequest{Origins: origins, TTL: ttl, FailoverTTL: failoverTTL}
+			f := cmd.Flags()
+			if !f.Changed("origin") && !f.Changed("mode") && !f.Changed("dns") && !f.Changed("ttl") && !f.Changed("failover-ttl") {
+				return usageErr(fmt.Errorf("nothing to change: give --origin, --mode, --dns, --ttl or --failover-ttl"))
+			}
+			if f.Changed("mode") {
+				m := strings.ToLower(strings.TrimSpace(mode))
+				if m != state.ModeHTTP && m != state.ModeTCP {
+					return usageErr(fmt.Errorf("invalid --mode %q: use http or tcp", mode))
+				}
+				req.Mode = m
+			}
+			if f.Changed("dns") {
+				p := strings.ToLower(strings.TrimSpace(dnsProvider))
+				if p != state.DNSBuiltin && p != state.DNSCloudflare && p != state.DNSNone {
+					return usageErr(fmt.Errorf("invalid --dns %q: use builtin, cloudflare or none", dnsProvider))
+				}
+				req.DNS = p
+			}
+			if f.Changed("ttl") && ttl <= 0 {
+				return usageErr(fmt.Errorf("invalid --ttl %d: must be a positive number of seconds", ttl))
+			}
+			if f.Changed("failover-ttl") && failoverTTL <= 0 {
+				return usageErr(fmt.Errorf("invalid --failover-ttl %d: must be a positive number of seconds", failoverTTL))
+			}
+			if f.Changed("origin") && len(origins) == 0 {
+				return usageErr(fmt.Errorf("--origin needs IP:PORT"))
+			}
+			d, err := call(c, cmd, func(ctx context.Context, cl *api.Client) (*api.DomainInfo, error) {
+				return cl.SetDomain(ctx, args[0], req)
+			})
+			if err != nil {
+				return err
+			}
+			return c.emit(normDomain(d), func() error {
+				return c.say("Domain %s updated (%s, origins %s, dns %s, ttl %ds, failover ttl %ds).\n", d.Name, d.Mode, strings.Join(d.Origins, ", "), d.DNS.Provider, d.DNS.TTL, d.DNS.FailoverTTL)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&origins, "origin", nil, "origin `IP:PORT` (repeat for several; replaces the list)")
+	f.StringVar(&mode, "mode", "", "domain mode: `http|tcp`")
+	f.StringVar(&dnsProvider, "dns", "", "DNS failover provider: `builtin|cloudflare|none`")
+	f.IntVar(&ttl, "ttl", 0, "DNS record TTL in `seconds`")
+	f.IntVar(&failoverTTL, "failover-ttl", 0, "DNS record TTL while failed over, in `seconds`")
 	return cmd
 }
 
@@ -273,6 +341,23 @@ func (c *cli) printDomain(d *api.DomainInfo) error {
 	kv.add("DNS", dns)
 	kv.add("Failover", d.FailoverStatus)
 	kv.add("Active server", activeLabel(d))
+	if d.Record != nil {
+		rec := fmt.Sprintf("A %s, ttl %ds", d.Record.IP, d.Record.TTL)
+		if d.Record.Provider != state.DNSBuiltin {
+			switch {
+			case d.DNSSynced == nil:
+				rec += " (not written to " + d.Record.Provider + " yet)"
+			case d.DNSSynced.Same(d.Record):
+				rec += " (in sync at " + d.Record.Provider + ")"
+			default:
+				rec += fmt.Sprintf(" (%s has A %s, ttl %ds: update pending)", d.Record.Provider, d.DNSSynced.IP, d.DNSSynced.TTL)
+			}
+		}
+		kv.add("DNS record", rec)
+	}
+	if d.FailoverAt != nil {
+		kv.add("Last switch", c.fmtTimeAgo(*d.FailoverAt))
+	}
 	kv.add("Version", strconv.FormatUint(d.Version, 10))
 	kv.add("Created", c.fmtTimeAgo(d.CreatedAt))
 	kv.add("Updated", c.fmtTimeAgo(d.UpdatedAt))

@@ -129,6 +129,7 @@ func newJoinCmd() *cobra.Command {
 		bootstrapExpect int
 		token           string
 		hf              haproxyFlags
+		ff              failoverFlags
 	)
 	defaults := node.DefaultConfig()
 	cmd := &cobra.Command{
@@ -170,6 +171,9 @@ rejoins without the token.`,
 				cfg.Control = true
 				cfg.BootstrapExpect = bootstrapExpect
 				cfg.Peers = args
+				if err := ff.apply(cfg); err != nil {
+					return err
+				}
 			} else {
 				if bootstrapExpect != 0 {
 					return errors.New("--bootstrap-expect needs --control")
@@ -205,6 +209,7 @@ rejoins without the token.`,
 	cmd.Flags().IntVar(&bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many control nodes see each other")
 	cmd.Flags().StringVar(&token, "token", "", "server connection token for a shield's first join (or LUMOS_TOKEN)")
 	hf.register(cmd)
+	ff.register(cmd, "")
 	return cmd
 }
 

@@ -189,6 +189,13 @@ func (c *cli) printServer(s *api.ServerInfo) error {
 		health = strings.TrimSpace(health + " (" + s.HealthError + ")")
 	}
 	kv.add("Health", health)
+	if s.Down {
+		down := "yes: " + s.DownReason
+		if s.DownSince != nil {
+			down += " (since " + c.fmtTimeAgo(*s.DownSince) + ")"
+		}
+		kv.add("Down", down)
+	}
 	kv.add("Token prefix", tokenPrefix(s.TokenPrefix))
 	kv.add("Created", c.fmtTimeAgo(s.CreatedAt))
 	if s.NodeName == "" && !s.Decommissioned {
