@@ -134,6 +134,14 @@ func (c *Config) profileConfig() (*memberlist.Config, error) {
 		mc.ProbeInterval = 500 * time.Millisecond
 		mc.ProbeTimeout = 250 * time.Millisecond
 		mc.GossipInterval = 100 * time.Millisecond
+		// A suspect is declared dead after 3 × max(1, log10 n) probe
+		// intervals once one other member confirms the suspicion (Lifeguard
+		// shortens the timeout from SuspicionMaxTimeoutMult × that as
+		// independent confirmations arrive; k = SuspicionMult − 2). A live
+		// member refutes a suspicion within one round trip, so a slow
+		// shield is suspected now and then but not declared dead; a killed
+		// one is dead in about 2 s.
+		mc.SuspicionMult = 3
 		// Gossip to a dead node for 30 probe intervals so a node wrongly
 		// declared dead hears of it and refutes; after that memberlist
 		// forgets the node, and dead nodes stop taking gossip fan-out

@@ -185,7 +185,7 @@ func New(cfg *Config) (*Mesh, error) {
 		// (the shield's config loop) must not be held up by gossip.
 		updateWait:   time.Millisecond,
 		departWindow: mc.GossipToTheDeadTime,
-		deadGrace:    3 * mc.GossipInterval,
+		deadGrace:    mc.GossipInterval,
 		settle:       2 * mc.GossipInterval,
 		eventBuffer:  eventBuffer,
 		localMeta:    fitted,

@@ -632,7 +632,7 @@ func TestProfiles(t *testing.T) {
 		probe, timeout, gossip time.Duration
 		suspicion              int
 	}{
-		{ProfileLAN, 500 * time.Millisecond, 250 * time.Millisecond, 100 * time.Millisecond, 4},
+		{ProfileLAN, 500 * time.Millisecond, 250 * time.Millisecond, 100 * time.Millisecond, 3},
 		{ProfileWAN, 5 * time.Second, 3 * time.Second, 500 * time.Millisecond, 6},
 		{ProfileLocal, 200 * time.Millisecond, 100 * time.Millisecond, 50 * time.Millisecond, 3},
 	} {
