@@ -273,7 +273,9 @@ func TestFailoverCloudflareLeaderChanges(t *testing.T) {
 			return nil
 		}
 	}
-	patches := func() int { return cf.Count(http.MethodPatch, "/zones/"+zone+"/dns_records") + cf.Count(http.MethodPut, "/zones/"+zone+"/dns_records") }
+	patches := func() int {
+		return cf.Count(http.MethodPatch, "/zones/"+zone+"/dns_records") + cf.Count(http.MethodPut, "/zones/"+zone+"/dns_records")
+	}
 	eventually(t, 15*time.Second, "initial record written", record(shieldIP(1), 120))
 	if n := patches(); n != 1 {
 		t.Fatalf("%d record writes for the initial sync", n)
