@@ -35,7 +35,7 @@ fmt:
 # end-to-end tests with real processes on their own, so CPU-hungry race
 # builds do not starve the gossip timings of real clusters.
 test: test-deps fmt vet build
-	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /e2e)
+	LUMOS_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /e2e)
 	$(GO) test -count=1 -timeout 20m ./e2e/
 
 test-short: build

@@ -172,7 +172,10 @@ func domainInfo(st *state.State, mi memberIndex, d *state.Domain) DomainInfo {
 		CreatedAt:      d.CreatedAt,
 		UpdatedAt:      d.UpdatedAt,
 		Version:        d.Version,
-		DNSSynced:      d.DNSSynced,
+	}
+	if d.DNSSynced != nil {
+		r := *d.DNSSynced
+		info.DNSSynced = &r
 	}
 	if rec, ok := st.DesiredRecord(d); ok {
 		info.Record = &rec

@@ -195,6 +195,30 @@ func TestFailoverBuiltinDNS(t *testing.T) {
 		}
 		return nil
 	})
+	// The dashboard on a control node shows it; it is read-only and needs
+	// the token.
+	ui := fmt.Sprintf("http://%s:%d/ui/domains/shop.test", controlIP(1), c.BasePort+2)
+	for _, tc := range []struct {
+		method, token string
+		want          int
+	}{{http.MethodGet, c.Token, 200}, {http.MethodGet, "", 401}, {http.MethodPost, c.Token, 405}} {
+		req, _ := http.NewRequest(tc.method, ui, nil)
+		if tc.token != "" {
+			req.SetBasicAuth("admin", tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Fatalf("%s %s: %d, want %d", tc.method, ui, resp.StatusCode, tc.want)
+		}
+		if tc.want == 200 && !strings.Contains(string(body), "Failed over") {
+			t.Fatalf("dashboard domain page does not show the failover:\n%.2000s", body)
+		}
+	}
 	show := c.MustLumos("server", "show", "s1", "--output", "json")
 	if !strings.Contains(show, `"down": true`) {
 		t.Fatalf("server show s1 does not say down:\n%s", show)

@@ -56,6 +56,9 @@ type Config struct {
 
 	// AdminTokenHash is the SHA-256 hex of the admin token (control).
 	AdminTokenHash string
+	// ReadTokenHashes are SHA-256 hexes of read-only tokens: they open the
+	// dashboard (control), nothing else.
+	ReadTokenHashes []string
 
 	DecommissionGrace time.Duration
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lumos-mesh/lumos/api"
+	"github.com/lumos-mesh/lumos/dashboard"
 	"github.com/lumos-mesh/lumos/failover"
 	"github.com/lumos-mesh/lumos/failover/builtindns"
 	"github.com/lumos-mesh/lumos/mesh"
@@ -181,7 +182,7 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 	n.metrics = newMetrics(n)
 	if cfg.Control && cfg.Failover != nil {
 		fc := *cfg.Failover
-		fc.Metrics = failover.NewMetrics(n.metrics.reg)
+		fc.Metrics = failover.NewMetrics(n.metrics.registerer())
 		fc.Logger = n.log.With("subsystem", "failover")
 		if err := fc.Validate(); err != nil {
 			return nil, err
@@ -207,8 +208,14 @@ func New(ctx context.Context, cfg *Config) (_ *Node, err error) {
 		if err != nil {
 			return nil, err
 		}
+		dh, err := dashboard.New(dashboard.Config{Source: n, AdminTokenHash: cfg.AdminTokenHash, ReadTokenHashes: cfg.ReadTokenHashes, Logger: n.log.With("subsystem", "dashboard")})
+		if err != nil {
+			return nil, err
+		}
 		n.mux = http.NewServeMux()
 		n.mux.Handle("/v1/", h)
+		n.mux.Handle("/ui", dh)
+		n.mux.Handle("/ui/", dh)
 		n.mux.Handle("GET /metrics", n.metrics.handler())
 		n.httpSrv = &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slogStd(n.log.With("subsystem", "http"))}
 		n.goFn(func() {

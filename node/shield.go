@@ -269,6 +269,7 @@ func (s *shield) sync() {
 	}
 	ctx, cancel := context.WithTimeout(s.n.ctx, 60*time.Second)
 	res, err := s.mgr.Apply(ctx, r)
+	s.n.metrics.observeApply(res, err)
 	cancel()
 	if err != nil {
 		s.n.log.Error("apply HAProxy config; still serving the last good one", "err", err)

@@ -14,6 +14,10 @@ missing=()
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 # The local cluster script waits on the API with curl.
 [ "$what" = dev ] || command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The dashboard's browser test drives headless Chromium.
+[ "$what" = dev ] || command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The built-in DNS server is also checked with dig.
+[ "$what" = dev ] || command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0

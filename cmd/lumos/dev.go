@@ -80,6 +80,7 @@ is kept in --data-dir between runs (--fresh starts over).`,
 			return runNode(cmd, cfg, func(n *node.Node) {
 				fmt.Fprintf(out, "\nlumos dev is running (control + shield %q, data in %s)\n\n", n.Name(), dataDir)
 				fmt.Fprintf(out, "  API:          %s\n", n.APIURL())
+				fmt.Fprintf(out, "  dashboard:    %s/ui/   (read-only; any user name, the admin token as password)\n", n.APIURL())
 				if cfg.HAProxy != nil {
 					fmt.Fprintf(out, "  HTTP:         http://%s   (HAProxy, routed by Host header)\n", listenHTTP)
 					fmt.Fprintf(out, "  TLS:          %s   (HAProxy, TLS passthrough by SNI)\n", listenTLS)

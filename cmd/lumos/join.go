@@ -39,6 +39,7 @@ func addNodeCommands(root *cobra.Command) {
 type nodeFlags struct {
 	name, dataDir, bind, advertise, raftBind, httpAddr string
 	gossipKeyFile, adminTokenFile, profile, logLevel   string
+	readTokenFiles                                     []string
 	decommissionGrace                                  time.Duration
 }
 
@@ -53,6 +54,7 @@ func (f *nodeFlags) register(cmd *cobra.Command, defaults *node.Config) {
 	fl.StringVar(&f.httpAddr, "http", defaults.HTTPAddr, "API IP:PORT to listen on (control nodes)")
 	fl.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file holding the gossip encryption key (make one with 'lumos keygen')")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the admin token, or its hash as 'sha256:HEX' (control nodes)")
+	fl.StringArrayVar(&f.readTokenFiles, "dashboard-token-file", nil, "file holding a read-only token (or 'sha256:HEX') that opens the dashboard at /ui and nothing else (repeatable; control nodes)")
 	fl.StringVar(&f.profile, "profile", defaults.Profile, "gossip timing profile: lan, wan or local")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.DurationVar(&f.decommissionGrace, "decommission-grace", node.DefaultDecommissionGrace, "how long a decommissioned shield's node stays in the cluster before the leader removes it")
@@ -76,11 +78,18 @@ func (f *nodeFlags) apply(cmd *cobra.Command, cfg *node.Config) error {
 		cfg.GossipKey = k
 	}
 	if f.adminTokenFile != "" {
-		h, err := readAdminToken(f.adminTokenFile)
+		h, err := readTokenHash("admin-token-file", f.adminTokenFile)
 		if err != nil {
 			return err
 		}
 		cfg.AdminTokenHash = h
+	}
+	for _, p := range f.readTokenFiles {
+		h, err := readTokenHash("dashboard-token-file", p)
+		if err != nil {
+			return err
+		}
+		cfg.ReadTokenHashes = append(cfg.ReadTokenHashes, h)
 	}
 	l, err := newLogger(cmd.ErrOrStderr(), f.logLevel)
 	if err != nil {
@@ -90,26 +99,26 @@ func (f *nodeFlags) apply(cmd *cobra.Command, cfg *node.Config) error {
 	return nil
 }
 
-// readAdminToken reads an admin token file: the token itself, or its hash
-// written as "sha256:HEX". Only the hash is kept.
-func readAdminToken(path string) (string, error) {
+// readTokenHash reads a token file (given by --flag): the token itself, or
+// its hash written as "sha256:HEX". Only the hash is kept.
+func readTokenHash(flag, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("--admin-token-file: %w", err)
+		return "", fmt.Errorf("--%s: %w", flag, err)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return "", fmt.Errorf("--admin-token-file %s is empty", path)
+		return "", fmt.Errorf("--%s %s is empty", flag, path)
 	}
 	if h, ok := strings.CutPrefix(s, "sha256:"); ok {
 		h = strings.ToLower(h)
 		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
-			return "", fmt.Errorf("--admin-token-file %s: 'sha256:' must be followed by 64 hex characters", path)
+			return "", fmt.Errorf("--%s %s: 'sha256:' must be followed by 64 hex characters", flag, path)
 		}
 		return h, nil
 	}
 	if len(s) < 16 {
-		return "", fmt.Errorf("--admin-token-file %s: the admin token must be at least 16 characters", path)
+		return "", fmt.Errorf("--%s %s: the token must be at least 16 characters", flag, path)
 	}
 	return state.HashToken(s), nil
 }
