@@ -26,8 +26,9 @@ type ApplyResult struct {
 	// Reloaded: the configuration changed; HAProxy reloaded it (new
 	// worker, old workers finish their connections).
 	Reloaded bool
-	// RuntimeOnly: only map entries changed; they were changed in the
-	// running worker through the runtime API, without a reload.
+	// RuntimeOnly: the running worker was brought to the rendering
+	// through the runtime API, without a reload: map entries changed,
+	// and new sites are served from spare backends.
 	RuntimeOnly bool
 	// Unchanged: HAProxy already served this rendering.
 	Unchanged bool
@@ -44,12 +45,27 @@ type servingState struct {
 	// BaseHash is the hash of the Base of the configuration file HAProxy
 	// loaded ("" if unknown).
 	BaseHash string `json:"base_hash,omitempty"`
-	// Backends holds the hash of every backend section of that
-	// configuration file, by name. After map-only applies it may hold
-	// backends the maps no longer reach.
+	// Backends holds the hash of every backend section of the
+	// configuration file in place, by name: those HAProxy loaded, and
+	// those of the sites it serves from spare backends (Spares). After
+	// map-only applies it may hold backends the maps no longer reach.
 	Backends map[string]string `json:"backends,omitempty"`
 	// Sites are the site backends of the rendering HAProxy serves, sorted.
 	Sites []string `json:"sites,omitempty"`
+	// Spares maps each site backend that HAProxy serves from a spare
+	// backend, filled through the runtime API since it loaded its
+	// configuration, to that spare backend; the maps in the worker name
+	// the spare backend, those on disk the site backend. The site's own
+	// section is in the configuration file in place: the next reload or
+	// start loads it, and the spare backends are empty again.
+	Spares map[string]string `json:"spares,omitempty"`
+}
+
+// loaded returns s as it is once HAProxy has loaded the files s describes:
+// every site is served from its own backend.
+func (s servingState) loaded() servingState {
+	s.Spares = nil
+	return s
 }
 
 // bundle is a configuration with its maps and its state.
@@ -57,6 +73,19 @@ type bundle struct {
 	config []byte
 	maps   map[string][]byte
 	state  servingState
+	// baseLen and sections describe config when it is laid out as Render
+	// writes it: Base (config[:baseLen]) followed by the site backend
+	// sections, each exactly its text in Rendered.Backends. sections is
+	// nil when config is not laid out so (a rendering changed by hand):
+	// it is then always validated whole.
+	baseLen  int
+	sections []section
+}
+
+// section is one site backend section of a bundle's configuration.
+type section struct {
+	name       string
+	start, end int // config[start:end] is the section's text
 }
 
 func sha256Hex(b []byte) string {
@@ -71,7 +100,8 @@ func newBundle(r *Rendered) (*bundle, error) {
 	}
 	for name := range r.Maps {
 		if name == "" || name != filepath.Base(name) || name == "." || name == ".." ||
-			name == ConfigFile || name == goodDir || name == stagingDir || strings.HasSuffix(name, ".new") {
+			name == ConfigFile || name == goodDir || name == stagingDir || name == stateFile ||
+			strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, nextSuffix) {
 			return nil, fmt.Errorf("%w: bad map file name %q", ErrValidate, name)
 		}
 	}
@@ -86,13 +116,175 @@ func newBundle(r *Rendered) (*bundle, error) {
 	b.state.Backends = make(map[string]string, len(r.Backends))
 	for name, text := range r.Backends {
 		b.state.Backends[name] = sha256Hex([]byte(text))
-		// Site backends are those outside Base.
-		if !strings.Contains(r.Base, text) {
-			b.state.Sites = append(b.state.Sites, name)
+	}
+	if secs, ok := splitSections(r); ok {
+		b.baseLen, b.sections = len(r.Base), secs
+		b.state.Sites = make([]string, 0, len(secs))
+		for _, sec := range secs {
+			b.state.Sites = append(b.state.Sites, sec.name)
+		}
+	} else {
+		for name, text := range r.Backends {
+			// Site backends are those outside Base.
+			if !strings.Contains(r.Base, text) {
+				b.state.Sites = append(b.state.Sites, name)
+			}
 		}
 	}
 	sort.Strings(b.state.Sites)
 	return b, nil
+}
+
+// sectionMarker starts every backend section Render writes.
+const sectionMarker = "\nbackend "
+
+// splitSections checks that r.Config is laid out as Render writes it —
+// r.Base, then site backend sections as Render writes them (see
+// parseSiteSection), each of which is exactly the text of the backend of
+// its name in r.Backends, every other backend of r.Backends inside r.Base —
+// and returns the sections after Base. It reports false otherwise.
+func splitSections(r *Rendered) ([]section, bool) {
+	cfg := r.Config
+	if r.Base == "" || len(cfg) < len(r.Base) || string(cfg[:len(r.Base)]) != r.Base {
+		return nil, false
+	}
+	marker := []byte(sectionMarker)
+	secs := make([]section, 0, len(r.Backends))
+	seen := make(map[string]bool, len(r.Backends))
+	for pos := len(r.Base); pos < len(cfg); {
+		rest := cfg[pos:]
+		if !bytes.HasPrefix(rest, marker) {
+			return nil, false
+		}
+		n := len(rest)
+		if i := bytes.Index(rest[len(marker):], marker); i >= 0 {
+			n = len(marker) + i
+		}
+		text := rest[:n]
+		header := text[len(marker):]
+		if i := bytes.IndexByte(header, '\n'); i >= 0 {
+			header = header[:i]
+		}
+		f := strings.Fields(string(header))
+		if len(f) == 0 || seen[f[0]] {
+			return nil, false
+		}
+		name := f[0]
+		if want, ok := r.Backends[name]; !ok || want != string(text) {
+			return nil, false
+		}
+		if _, _, ok := parseSiteSection(text, false); !ok {
+			return nil, false
+		}
+		seen[name] = true
+		secs = append(secs, section{name: name, start: pos, end: pos + n})
+		pos += n
+	}
+	if len(seen) != len(r.Backends) {
+		for name, text := range r.Backends {
+			if !seen[name] && !strings.Contains(r.Base, text) {
+				return nil, false
+			}
+		}
+	}
+	return secs, true
+}
+
+// siteServer is a server line of a site backend section.
+type siteServer struct {
+	name, addr string
+	check      bool
+}
+
+// parseSiteSection reads a backend section as Render writes a site's: a
+// "backend NAME" line, then only "mode http|tcp", "balance roundrobin" and
+// "server NAME ADDRESS [check]" lines, at least one server. Such a section
+// refers to no other section. It reports false for any other text, and
+// returns the mode and (with servers) the server lines.
+func parseSiteSection(text []byte, servers bool) (mode string, srvs []siteServer, ok bool) {
+	lines, n := 0, 0
+	for len(text) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			line, text = text, nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		lines++
+		if lines == 1 {
+			// "backend NAME": nothing else (no "from" another defaults
+			// section).
+			if !bytes.HasPrefix(line, []byte("backend ")) || bytes.ContainsAny(bytes.TrimSpace(line[len("backend "):]), " \t") {
+				return "", nil, false
+			}
+			continue
+		}
+		switch {
+		case bytes.Equal(line, []byte("mode http")):
+			mode = ModeHTTP
+		case bytes.Equal(line, []byte("mode tcp")):
+			mode = ModeTCP
+		case bytes.Equal(line, []byte("balance roundrobin")):
+		case bytes.HasPrefix(line, []byte("server ")):
+			f := bytes.Fields(line)
+			if len(f) != 3 && (len(f) != 4 || string(f[3]) != "check") {
+				return "", nil, false
+			}
+			n++
+			if servers {
+				srvs = append(srvs, siteServer{name: string(f[1]), addr: string(f[2]), check: len(f) == 4})
+			}
+		default:
+			return "", nil, false
+		}
+	}
+	if mode == "" || n == 0 {
+		return "", nil, false
+	}
+	return mode, srvs, true
+}
+
+// validationConfig returns what `haproxy -c` checks for b when HAProxy
+// serves what serving describes, and how many site backends it holds.
+//
+// Every backend section of serving's configuration file passed `haproxy -c`
+// (HAProxy loaded it, or checked it when its site was served from a spare
+// backend) after a Base with serving.BaseHash. When b has that Base and is
+// laid out as Render writes it, a section of b identical to one of those
+// parses the same way (same global, defaults and frontends before it; a
+// site section refers to no other section), so only Base and the new or
+// changed sections are checked: the others are left out, each replaced by
+// as many empty lines so that HAProxy's messages quote the lines of the
+// real file. Otherwise the whole configuration is checked.
+func (b *bundle) validationConfig(serving servingState) (cfg []byte, checked int) {
+	if b.sections == nil || b.state.BaseHash == "" || serving.BaseHash != b.state.BaseHash || serving.Backends == nil {
+		return b.config, len(b.sections)
+	}
+	out := make([]byte, 0, b.baseLen+len(b.config)/32)
+	out = append(out, b.config[:b.baseLen]...)
+	for _, sec := range b.sections {
+		text := b.config[sec.start:sec.end]
+		if h, ok := serving.Backends[sec.name]; ok && h == b.state.Backends[sec.name] {
+			for n := bytes.Count(text, []byte{'\n'}); n > 0; n-- {
+				out = append(out, '\n')
+			}
+			continue
+		}
+		out = append(out, text...)
+		checked++
+	}
+	return out, checked
+}
+
+// sameBinds reports whether b listens where serving does: b has serving's
+// Base and is laid out as Render writes it (site backend sections hold no
+// bind lines).
+func (b *bundle) sameBinds(serving servingState) bool {
+	return b.sections != nil && b.state.BaseHash != "" && serving.BaseHash == b.state.BaseHash
 }
 
 // hashRendering hashes a rendering that came without a Hash.
@@ -116,16 +308,27 @@ func hashRendering(r *Rendered) string {
 // DIR/lock so that two processes never interleave.
 //
 //   - Unchanged: r.Hash is what HAProxy serves.
-//   - RuntimeOnly: r.Base is the Base HAProxy loaded and every backend of
-//     r exists unchanged in the loaded configuration (which may hold more,
-//     unreachable once their map entries are gone): the changed maps are
-//     replaced in the running worker through the runtime API, each in one
-//     step, and written to Dir for later reloads and restarts. No reload.
+//   - RuntimeOnly, maps only: r.Base is the Base HAProxy loaded and every
+//     backend of r exists unchanged in the configuration in place (which
+//     may hold more, unreachable once their map entries are gone): the
+//     changed map entries are changed in the running worker through the
+//     runtime API and the maps written to Dir for later reloads and
+//     restarts. No reload.
+//   - RuntimeOnly, new sites: as above, except that some site backends of
+//     r are new (no backend of that name in the configuration in place)
+//     and there are as many free spare backends of their modes
+//     (SpareBackendName): their sections are validated (`haproxy -c`),
+//     each new site's servers are added to a spare backend through the
+//     runtime API (health checks enabled), its map entry names that
+//     spare backend in the worker, and its own section is appended to the
+//     configuration file in Dir, so that the next reload or start serves
+//     it from its own backend. No reload.
 //   - Reloaded: otherwise the configuration and maps are validated
-//     (`haproxy -c` on a staged copy pointing at the staged maps), renamed
-//     into place and reloaded through the master CLI; the reload is
-//     confirmed by a new worker in `show proc` (which answers the stats
-//     socket) and no failed reload.
+//     (`haproxy -c` on a staged copy pointing at the staged maps; only the
+//     sections not already checked when Base is unchanged), renamed into
+//     place and reloaded through the master CLI; the reload is confirmed
+//     by a new worker in `show proc` (which answers the stats socket) and
+//     no failed reload. The spare backends are empty again.
 //
 // Errors: ErrValidate (HAProxy refused r; nothing changed), ErrReload (r
 // passed validation but did not load; the last good configuration and maps
@@ -194,19 +397,27 @@ func (m *Manager) applyLocked(ctx context.Context, r *Rendered) (ApplyResult, er
 		return ApplyResult{Unchanged: true, Took: time.Since(start)}, nil
 	}
 
-	if mapOnly(serving, b.state) {
+	var fills []spareFill
+	runtime := mapOnly(serving, b.state)
+	if !runtime {
+		fills = m.planSpares(serving, b)
+		runtime = fills != nil
+	}
+	if runtime {
 		// A few milliseconds, not cancelled half-way.
 		uctx := context.WithoutCancel(ctx)
-		n, err := m.applyMaps(uctx, b, serving, servingMaps)
+		err := m.applyRuntime(uctx, b, serving, servingMaps, fills)
 		if err == nil {
-			took := time.Since(start)
-			m.log.Info("haproxy maps updated through the runtime API", "maps", n, "config_hash", b.state.Hash, "took", took)
-			return ApplyResult{RuntimeOnly: true, Took: took}, nil
+			return ApplyResult{RuntimeOnly: true, Took: time.Since(start)}, nil
 		}
-		m.log.Warn("runtime map update failed: reloading instead", "err", err)
+		if errors.Is(err, ErrValidate) {
+			return ApplyResult{}, err
+		}
+		m.log.Warn("runtime update failed: reloading instead", "err", err)
 		// Put the maps HAProxy served back, so that the worker matches
-		// the recorded state whatever the reload below does.
-		if _, rerr := m.updateMaps(uctx, servingMaps, b.maps); rerr != nil {
+		// the recorded state whatever the reload below does (spare
+		// backends filled on the way are unreachable).
+		if _, rerr := m.updateMaps(uctx, servingMaps, nil); rerr != nil {
 			m.log.Error("restore the runtime maps: what haproxy serves is unknown until the next reload", "err", rerr)
 			m.mu.Lock()
 			m.serving = servingState{}
@@ -220,8 +431,250 @@ func (m *Manager) applyLocked(ctx context.Context, r *Rendered) (ApplyResult, er
 	return res, err
 }
 
-// mapOnly reports whether next differs from what HAProxy loaded in map
-// entries only.
+// spareFill is a new site served from a spare backend.
+type spareFill struct {
+	site    string // its site backend
+	spare   string // the spare backend that serves it
+	servers []siteServer
+	text    []byte // its site backend section
+}
+
+// planSpares returns how the new site backends of b are served from spare
+// backends when HAProxy serves what serving describes, or nil when b needs
+// a reload: another Base, a layout Render does not write, a changed site
+// backend, not enough free spare backends of a mode, or no stats socket.
+func (m *Manager) planSpares(serving servingState, b *bundle) []spareFill {
+	if b.sections == nil || b.state.BaseHash == "" || serving.BaseHash != b.state.BaseHash ||
+		serving.Backends == nil || !m.hasStatsSocket(b.config[:b.baseLen]) {
+		return nil
+	}
+	used := make(map[string]bool, len(serving.Spares))
+	for _, sp := range serving.Spares {
+		used[sp] = true
+	}
+	free := make(map[string][]string) // by mode, in order
+	for name := range serving.Backends {
+		if mode, _, ok := parseSpareName(name); ok && !used[name] {
+			free[mode] = append(free[mode], name)
+		}
+	}
+	for mode := range free {
+		sort.Slice(free[mode], func(i, j int) bool {
+			_, a, _ := parseSpareName(free[mode][i])
+			_, c, _ := parseSpareName(free[mode][j])
+			return a < c
+		})
+	}
+	var fills []spareFill
+	for _, sec := range b.sections {
+		h := b.state.Backends[sec.name]
+		old, ok := serving.Backends[sec.name]
+		if ok && old == h {
+			continue
+		}
+		if ok {
+			return nil // a changed backend
+		}
+		text := b.config[sec.start:sec.end]
+		mode, servers, ok := parseSiteSection(text, true)
+		if !ok || len(free[mode]) == 0 {
+			return nil
+		}
+		fills = append(fills, spareFill{site: sec.name, spare: free[mode][0], servers: servers, text: text})
+		free[mode] = free[mode][1:]
+	}
+	if len(fills) == 0 {
+		return nil
+	}
+	filled := make(map[string]bool, len(fills))
+	for _, f := range fills {
+		filled[f.site] = true
+	}
+	for name, h := range b.state.Backends {
+		if old, ok := serving.Backends[name]; (!ok || old != h) && !filled[name] {
+			return nil // a changed backend outside the site sections
+		}
+	}
+	return fills
+}
+
+// parseSpareName reads a spare backend's name: its mode and index.
+func parseSpareName(name string) (mode string, i int, ok bool) {
+	rest, ok := strings.CutPrefix(name, SpareBackendPrefix)
+	if !ok {
+		return "", 0, false
+	}
+	j := strings.LastIndexByte(rest, '_')
+	if j < 0 {
+		return "", 0, false
+	}
+	i, err := strconv.Atoi(rest[j+1:])
+	if err != nil || i < 0 {
+		return "", 0, false
+	}
+	mode = rest[:j]
+	if mode != ModeHTTP && mode != ModeTCP {
+		return "", 0, false
+	}
+	return mode, i, true
+}
+
+// physicalMaps returns maps as the worker holds them when it serves the
+// site backends in spares from spare backends: their entries ("key
+// backend" lines) name the spare backend.
+func physicalMaps(maps map[string][]byte, spares map[string]string) map[string][]byte {
+	if len(spares) == 0 || maps == nil {
+		return maps
+	}
+	out := make(map[string][]byte, len(maps))
+	for name, data := range maps {
+		var b []byte // nil until a line changes
+		for pos := 0; pos < len(data); {
+			end := len(data)
+			if i := bytes.IndexByte(data[pos:], '\n'); i >= 0 {
+				end = pos + i + 1
+			}
+			line := bytes.TrimSpace(data[pos:end])
+			if sp, ok := physicalValue(line, spares); ok {
+				if b == nil {
+					b = make([]byte, 0, len(data)+64)
+					b = append(b, data[:pos]...)
+				}
+				key := line[:bytes.IndexAny(line, " \t")]
+				b = append(b, key...)
+				b = append(b, ' ')
+				b = append(b, sp...)
+				b = append(b, '\n')
+			} else if b != nil {
+				b = append(b, data[pos:end]...)
+			}
+			pos = end
+		}
+		if b == nil {
+			out[name] = data
+		} else {
+			out[name] = b
+		}
+	}
+	return out
+}
+
+// physicalValue returns the spare backend a map line's value names, if the
+// line is "key value" with a value in spares.
+func physicalValue(line []byte, spares map[string]string) (string, bool) {
+	if len(line) == 0 || line[0] == '#' {
+		return "", false
+	}
+	i := bytes.IndexAny(line, " \t")
+	if i < 0 {
+		return "", false
+	}
+	value := bytes.TrimSpace(line[i:])
+	if bytes.ContainsAny(value, " \t") {
+		return "", false
+	}
+	sp, ok := spares[string(value)]
+	return sp, ok
+}
+
+// applyRuntime brings the running worker to b without a reload: fills
+// spare backends with the new sites (validated first), changes the map
+// entries, then writes the files into Dir and last-good. A validation
+// failure is returned as is (wrapping ErrValidate: nothing changed); any
+// other error leaves the worker for the caller to reload.
+func (m *Manager) applyRuntime(ctx context.Context, b *bundle, serving servingState, servingMaps map[string][]byte, fills []spareFill) error {
+	t0 := time.Now()
+	next := serving
+	next.Hash = b.state.Hash
+	next.Sites = b.state.Sites
+	var config []byte // the configuration file to write, nil: unchanged
+	if len(fills) > 0 {
+		if err := m.validateApply(ctx, b, serving); err != nil {
+			return err
+		}
+		cur, err := os.ReadFile(m.p.config)
+		if err != nil {
+			return fmt.Errorf("read configuration: %w", err)
+		}
+		next.Backends = make(map[string]string, len(serving.Backends)+len(fills))
+		for name, h := range serving.Backends {
+			next.Backends[name] = h
+		}
+		next.Spares = make(map[string]string, len(serving.Spares)+len(fills))
+		for site, sp := range serving.Spares {
+			next.Spares[site] = sp
+		}
+		config = cur
+		for _, f := range fills {
+			config = append(config[:len(config):len(config)], f.text...)
+			next.Backends[f.site] = b.state.Backends[f.site]
+			next.Spares[f.site] = f.spare
+		}
+	}
+	validated := time.Since(t0)
+	phys := physicalMaps(b.maps, next.Spares)
+
+	// The last good copy is written while the worker is changed; it
+	// replaces the last good files once the worker serves b.
+	staged := m.stageGood(config, b.maps, next)
+	ok := false
+	defer func() {
+		if !ok {
+			_ = staged.finish(false)
+		}
+	}()
+
+	t1 := time.Now()
+	if len(fills) > 0 {
+		if err := m.fillSpares(ctx, fills); err != nil {
+			return err
+		}
+	}
+	n, err := m.updateMaps(ctx, phys, servingMaps)
+	if err != nil {
+		return err
+	}
+	changed := time.Since(t1)
+	for name, data := range b.maps {
+		if err := atomicWrite(filepath.Join(m.p.dir, name), data); err != nil {
+			return err
+		}
+	}
+	if config != nil {
+		if err := atomicWrite(m.p.config, config); err != nil {
+			return err
+		}
+	}
+	syncDir(m.p.dir)
+	ok = true
+	if err := staged.finish(true); err != nil {
+		m.log.Error("keep the last good haproxy configuration", "err", err)
+	}
+	m.mu.Lock()
+	m.serving = next
+	m.servingMaps = phys
+	m.applyErr, m.applyErrType = "", ""
+	m.touchLocked()
+	w := m.workerPID
+	m.mu.Unlock()
+	took := time.Since(t0)
+	if len(fills) > 0 {
+		spares := make([]string, len(fills))
+		for i, f := range fills {
+			spares[i] = f.site + "=" + f.spare
+		}
+		m.log.Info("haproxy serves new sites from spare backends", "sites", spares, "maps", n, "config_hash", b.state.Hash,
+			"validate", validated, "runtime", changed, "took", took)
+		m.emit(EventRuntimeUpdated, fmt.Sprintf("%d new site(s) served from spare backends, %d map(s) updated without reload", len(fills), n), w)
+		return nil
+	}
+	m.log.Info("haproxy maps updated through the runtime API", "maps", n, "config_hash", b.state.Hash, "took", took)
+	m.emit(EventRuntimeUpdated, fmt.Sprintf("%d map(s) updated without reload", n), w)
+	return nil
+}
+
+// mapOnly reports whether next differs from what HAProxy serves (the
+// configuration in place) in map entries only.
 func mapOnly(serving, next servingState) bool {
 	if serving.BaseHash == "" || next.BaseHash != serving.BaseHash || serving.Backends == nil {
 		return false
@@ -234,61 +687,32 @@ func mapOnly(serving, next servingState) bool {
 	return true
 }
 
-// applyMaps replaces the changed maps in the running worker and writes them
-// to Dir and last-good.
-func (m *Manager) applyMaps(ctx context.Context, b *bundle, serving servingState, old map[string][]byte) (int, error) {
-	n, err := m.updateMaps(ctx, b.maps, old)
-	if err != nil {
-		return n, err
-	}
-	for name, data := range b.maps {
-		if err := atomicWrite(filepath.Join(m.p.dir, name), data); err != nil {
-			return n, err
-		}
-	}
-	syncDir(m.p.dir)
-	next := serving
-	next.Hash = b.state.Hash
-	next.Sites = b.state.Sites
-	if err := m.saveGoodFiles(nil, b.maps, next); err != nil {
-		return n, err
-	}
-	m.mu.Lock()
-	m.serving = next
-	m.servingMaps = b.maps
-	m.applyErr, m.applyErrType = "", ""
-	m.touchLocked()
-	w := m.workerPID
-	m.mu.Unlock()
-	m.emit(EventRuntimeUpdated, fmt.Sprintf("%d map(s) updated without reload", n), w)
-	return n, nil
-}
-
 // applyReload validates b, puts it in place and reloads; on a failed
 // reload it puts the last good configuration back.
 func (m *Manager) applyReload(ctx context.Context, p *masterProc, b *bundle) (ApplyResult, error) {
 	tv := time.Now()
-	if err := m.validate(ctx, b); err != nil {
-		if ctx.Err() != nil {
-			return ApplyResult{}, ctx.Err()
-		}
-		m.setApplyError(ErrorTypeValidateFailed, err)
-		m.emit(EventValidateFailed, err.Error(), 0)
-		m.log.Error("haproxy configuration refused", "config_hash", b.state.Hash, "err", err)
+	m.mu.Lock()
+	serving := m.serving
+	m.mu.Unlock()
+	if err := m.validateApply(ctx, b, serving); err != nil {
 		return ApplyResult{}, err
 	}
 	// A listener that cannot bind fails the reload, and HAProxy 2.6 then
 	// pauses the listeners of the serving worker for 1 to 2 s while it
-	// retries: check the new addresses first.
-	if err := m.checkBinds(b.config); err != nil {
-		ferr := fmt.Errorf("%w: %v (nothing changed)", ErrReload, err)
-		m.setApplyError(ErrorTypeReloadFailed, ferr)
-		m.emit(EventReloadFailed, err.Error(), 0)
-		m.log.Error("haproxy configuration cannot bind", "config_hash", b.state.Hash, "err", err)
-		return ApplyResult{}, ferr
+	// retries: check the new addresses first (there are none when the
+	// Base HAProxy loaded is kept).
+	if !b.sameBinds(serving) {
+		if err := m.checkBinds(b.config); err != nil {
+			ferr := fmt.Errorf("%w: %v (nothing changed)", ErrReload, err)
+			m.setApplyError(ErrorTypeReloadFailed, ferr)
+			m.emit(EventReloadFailed, err.Error(), 0)
+			m.log.Error("haproxy configuration cannot bind", "config_hash", b.state.Hash, "err", err)
+			return ApplyResult{}, ferr
+		}
 	}
 	// The master must answer before anything changes on disk.
-	if _, err := m.showProc(ctx, 2*time.Second); err != nil {
+	before, err := m.showProc(ctx, 2*time.Second)
+	if err != nil {
 		if ctx.Err() != nil {
 			return ApplyResult{}, ctx.Err()
 		}
@@ -303,14 +727,18 @@ func (m *Manager) applyReload(ctx context.Context, p *masterProc, b *bundle) (Ap
 	}
 	validated := time.Since(tv)
 	t0 := time.Now()
-	wpid, err := m.reload(rctx, p, b.config)
+	// The last good copy of b is written while HAProxy loads b; it
+	// replaces the last good files only once the reload is confirmed.
+	staged := m.stageGood(b.config, b.maps, b.state)
+	wpid, err := m.reload(rctx, p, b.config, &before)
 	if err == nil {
-		if serr := m.saveGood(b); serr != nil {
+		if serr := staged.finish(true); serr != nil {
 			m.log.Error("keep the last good haproxy configuration", "err", serr)
 		}
 		m.mu.Lock()
 		m.serving = b.state
 		m.servingMaps = b.maps
+		m.mapsExact = true
 		m.workerPID = wpid
 		m.applyErr, m.applyErrType = "", ""
 		m.touchLocked()
@@ -319,6 +747,7 @@ func (m *Manager) applyReload(ctx context.Context, p *masterProc, b *bundle) (Ap
 		m.emit(EventReloaded, "config "+shortHash(b.state.Hash), wpid)
 		return ApplyResult{Reloaded: true}, nil
 	}
+	_ = staged.finish(false)
 
 	reason := err.Error()
 	m.log.Error("haproxy reload failed: rolling back", "config_hash", b.state.Hash, "err", err)
@@ -341,12 +770,17 @@ func (m *Manager) rollback(ctx context.Context, p *masterProc) error {
 	if good == nil {
 		return errors.New("no last good configuration to restore")
 	}
-	wpid, err := m.reload(ctx, p, good.config)
+	wpid, err := m.reload(ctx, p, good.config, nil)
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	m.workerPID = wpid
+	// The worker loaded the last good files: every site in its own
+	// backend, the maps as written.
+	m.serving = good.state.loaded()
+	m.servingMaps = good.maps
+	m.mapsExact = true
 	m.mu.Unlock()
 	return nil
 }
@@ -372,11 +806,30 @@ func shortHash(h string) string {
 	return h
 }
 
-// validate runs `haproxy -c` on b. The configuration names the maps by
-// their final paths in Dir; the maps being validated are written to a
-// staging directory and a copy of the configuration pointing at them is
-// checked, so the maps HAProxy serves are not touched.
-func (m *Manager) validate(ctx context.Context, b *bundle) error {
+// validateApply validates b for an apply (see validate) and records a
+// refusal: Health, a validate_failed event, the log.
+func (m *Manager) validateApply(ctx context.Context, b *bundle, serving servingState) error {
+	err := m.validate(ctx, b, serving)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	m.setApplyError(ErrorTypeValidateFailed, err)
+	m.emit(EventValidateFailed, err.Error(), 0)
+	m.log.Error("haproxy configuration refused", "config_hash", b.state.Hash, "err", err)
+	return err
+}
+
+// validate runs `haproxy -c` on b, or on the part of b HAProxy has not
+// loaded yet when it serves what serving describes (see
+// bundle.validationConfig; servingState{} checks all of b). The
+// configuration names the maps by their final paths in Dir; the maps being
+// validated are written to a staging directory and a copy of the
+// configuration pointing at them is checked, so the maps HAProxy serves are
+// not touched.
+func (m *Manager) validate(ctx context.Context, b *bundle, serving servingState) error {
 	if err := os.RemoveAll(m.p.staging); err != nil {
 		return fmt.Errorf("staging: %w", err)
 	}
@@ -384,7 +837,7 @@ func (m *Manager) validate(ctx context.Context, b *bundle) error {
 		return fmt.Errorf("staging: %w", err)
 	}
 	defer os.RemoveAll(m.p.staging)
-	cfg := b.config
+	cfg, _ := b.validationConfig(serving)
 	for name, data := range b.maps {
 		staged := filepath.Join(m.p.staging, name)
 		if err := os.WriteFile(staged, data, 0o600); err != nil {
@@ -470,6 +923,105 @@ func (m *Manager) saveGoodFiles(config []byte, maps map[string][]byte, state ser
 	return nil
 }
 
+// Suffixes of the files written beside the files they replace: atomicWrite's
+// temporary files, and the last good copy staged during a reload.
+const (
+	tmpSuffix  = ".new"
+	nextSuffix = ".next"
+)
+
+// goodStage is a last good copy being written into last-good as NAME.next
+// files, beside the files they replace.
+type goodStage struct {
+	dir   string
+	names []string // final names, state.json last
+	data  map[string][]byte
+	state servingState
+	done  chan struct{}
+	err   error
+}
+
+// stageGood starts writing the last good copy of config (nil: the last
+// good configuration is kept), maps and state, in a goroutine of its own.
+// The caller must call finish.
+func (m *Manager) stageGood(config []byte, maps map[string][]byte, state servingState) *goodStage {
+	g := &goodStage{dir: m.p.good, data: make(map[string][]byte, len(maps)+1), state: state, done: make(chan struct{})}
+	for n, d := range maps {
+		g.names = append(g.names, n)
+		g.data[n] = d
+	}
+	sort.Strings(g.names)
+	if config != nil {
+		g.names = append(g.names, ConfigFile)
+		g.data[ConfigFile] = config
+	}
+	g.names = append(g.names, stateFile)
+	go func() {
+		defer close(g.done)
+		g.err = g.write()
+	}()
+	return g
+}
+
+func (g *goodStage) write() error {
+	if err := os.MkdirAll(g.dir, 0o700); err != nil {
+		return err
+	}
+	js, err := json.Marshal(g.state)
+	if err != nil {
+		return err
+	}
+	g.data[stateFile] = js
+	for _, n := range g.names {
+		if err := writeSynced(filepath.Join(g.dir, n+nextSuffix), g.data[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish waits for the staged files; with keep, it renames them over the
+// last good files (state.json last, which names what the files hold, as
+// saveGoodFiles writes it), otherwise it removes them.
+func (g *goodStage) finish(keep bool) error {
+	<-g.done
+	err := g.err
+	if keep && err == nil {
+		for _, n := range g.names {
+			if err = os.Rename(filepath.Join(g.dir, n+nextSuffix), filepath.Join(g.dir, n)); err != nil {
+				break
+			}
+		}
+		syncDir(g.dir)
+		if err == nil {
+			return nil
+		}
+	}
+	for _, n := range g.names {
+		os.Remove(filepath.Join(g.dir, n+nextSuffix))
+	}
+	return err
+}
+
+// writeSynced writes data to path and syncs it.
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
 // loadGood reads the last good configuration, nil if there is none.
 func (m *Manager) loadGood() (*bundle, error) {
 	config, err := os.ReadFile(filepath.Join(m.p.good, ConfigFile))
@@ -496,7 +1048,7 @@ func (m *Manager) loadGoodState() (servingState, map[string][]byte, error) {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if e.Type().IsRegular() && n != ConfigFile && n != stateFile && !strings.HasSuffix(n, ".new") {
+		if e.Type().IsRegular() && n != ConfigFile && n != stateFile && !strings.HasSuffix(n, tmpSuffix) && !strings.HasSuffix(n, nextSuffix) {
 			data, err := os.ReadFile(filepath.Join(m.p.good, n))
 			if err != nil {
 				return servingState{}, maps, err
@@ -518,7 +1070,7 @@ func (m *Manager) loadGoodState() (servingState, map[string][]byte, error) {
 // atomicWrite writes data to path through a temporary file in the same
 // directory, synced, then renamed over path.
 func atomicWrite(path string, data []byte) error {
-	tmp := path + ".new"
+	tmp := path + tmpSuffix
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err

@@ -4,10 +4,15 @@ package haproxy
 //
 // Layout of Config.Dir (mode 0700):
 //
-//	haproxy.cfg, hosts.map, sni.map  what HAProxy serves (or is loading)
+//	haproxy.cfg, hosts.map, sni.map  what HAProxy serves (or is loading);
+//	                                 sites served from spare backends
+//	                                 have their own sections here
 //	last-good/                       the configuration and maps last
 //	                                 confirmed serving, and state.json
-//	                                 (their hash, base and backends)
+//	                                 (their hash, base, backends and the
+//	                                 spare backends in use); NAME.next
+//	                                 while a reload or a runtime change
+//	                                 is being confirmed
 //	staging/                         a rendering being validated
 //	master.sock                      the master CLI (-S)
 //	stats.sock, haproxy.pid          as the configuration declares them
@@ -177,7 +182,8 @@ type Manager struct {
 	down         bool
 	downReason   string
 	serving      servingState
-	servingMaps  map[string][]byte
+	servingMaps  map[string][]byte // as the worker holds them (physicalMaps)
+	mapsExact    bool              // the worker holds exactly servingMaps
 	workerPID    int
 	restarts     int
 	applyErr     string
@@ -416,7 +422,11 @@ func (m *Manager) adopt(ctx context.Context) (bool, *masterProc, error) {
 	m.running = true
 	m.down = false
 	m.serving = state
-	m.servingMaps = maps
+	// The worker may serve sites from spare backends: its maps name them.
+	// What it holds is known from the files only: the first map change
+	// replaces whole maps.
+	m.servingMaps = physicalMaps(maps, state.Spares)
+	m.mapsExact = false
 	m.workerPID = st.current()
 	m.touchLocked()
 	m.mu.Unlock()
@@ -462,7 +472,7 @@ func (m *Manager) startFresh(ctx context.Context, initial *Rendered) error {
 	if initial != nil {
 		b, err := newBundle(initial)
 		if err == nil {
-			err = m.validate(ctx, b)
+			err = m.validate(ctx, b, servingState{})
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -513,8 +523,9 @@ func (m *Manager) startFresh(ctx context.Context, initial *Rendered) error {
 		m.proc = p
 		m.running = true
 		m.down = false
-		m.serving = c.b.state
+		m.serving = c.b.state.loaded()
 		m.servingMaps = c.b.maps
+		m.mapsExact = true
 		m.workerPID = wpid
 		if c.initial {
 			m.applyErr, m.applyErrType = "", ""
@@ -868,8 +879,12 @@ func (m *Manager) restart(ctx context.Context) error {
 	m.restarts++
 	n := m.restarts
 	if good != nil {
-		m.serving = good.state
+		m.serving = good.state.loaded()
 		m.servingMaps = good.maps
+		m.mapsExact = true
+	} else {
+		m.serving = m.serving.loaded()
+		m.mapsExact = false
 	}
 	m.touchLocked()
 	m.mu.Unlock()

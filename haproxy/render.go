@@ -35,7 +35,34 @@ const (
 	// SiteBackendPrefix starts the name of every site backend, so a map
 	// entry can never route to one of the backends above.
 	SiteBackendPrefix = "site_"
+	// SpareBackendPrefix starts the name of the spare backends: empty
+	// backends, SpareBackends per mode, that the Manager fills through
+	// the runtime API to serve a new site without a reload (see
+	// SpareBackendName and Manager.Apply).
+	SpareBackendPrefix = "lumos_spare_"
 )
+
+// SpareBackends is the number of spare backends Render writes per mode
+// (tcp ones only with a TLS frontend). Each lets one new site of its mode
+// be served without a reload; the next reload brings them all back empty.
+const SpareBackends = 16
+
+// SpareBackendName is the name of the i-th spare backend (from 0) of a mode:
+// SpareBackendPrefix, the mode, '_' and i in two digits (so that names sort
+// in order, as config-parser writes sections).
+func SpareBackendName(mode string, i int) string {
+	n := strconv.Itoa(i)
+	if i < 10 {
+		n = "0" + n
+	}
+	return SpareBackendPrefix + mode + "_" + n
+}
+
+// renderServerDefaults are the health-check settings of every server
+// ("default-server" in the defaults section). A server added through the
+// runtime API does not take default-server settings, so it is given them
+// explicitly.
+const renderServerDefaults = "inter 2s fall 3 rise 2"
 
 // The answer of BackendUnknownHost.
 const (
@@ -94,7 +121,8 @@ type renderSite struct {
 //     "daemon" and no "master-worker": the supervisor starts HAProxy in the
 //     foreground with "-W -S Spec.Dir/master.sock".
 //   - defaults: timeouts, retries with redispatch, and health-check timing
-//     for every server (default-server inter 2s fall 3 rise 2).
+//     for every server (default-server inter 2s fall 3 rise 2: an origin
+//     that stops answering is out of service after about 6 s).
 //   - frontend FrontendHTTP on Spec.ListenHTTP: adds X-Forwarded-For and
 //     X-Forwarded-Proto, looks the Host header (lower-cased, without port)
 //     up in HostsMap and uses the backend found there, else
@@ -103,6 +131,10 @@ type renderSite struct {
 //     for a TLS ClientHello, looks its SNI (lower-cased) up in SNIMap and
 //     passes the connection through to the backend found there, else
 //     BackendUnknownSNI.
+//   - SpareBackends spare backends of mode http, named
+//     SpareBackendName("http", i), then (only with a TLS frontend) as many
+//     of mode tcp: empty, round robin. No map entry names them until the
+//     Manager serves a new site from one (Manager.Apply).
 //   - backend BackendUnknownHost, backend BackendUnknownSNI.
 //   - one backend per site, in Spec.Sites order, named BackendName(domain),
 //     mode http or tcp, round robin over its origins, servers ServerName(i)
@@ -117,7 +149,12 @@ type renderSite struct {
 // site, in Spec.Sites order; both are always present (possibly empty), since
 // the configuration names both files. Routing reads the maps, so a site can
 // be removed from service through the runtime API by deleting its map
-// entry; adding a site needs its backend, hence a reload.
+// entry; a new site is served from a spare backend filled through the
+// runtime API while spare backends of its mode remain, otherwise its
+// backend needs a reload.
+//
+// Base holds everything before the first site backend: global, defaults,
+// frontends, the spare backends and the two default backends.
 func Render(spec *Spec) (*Rendered, error) {
 	if spec == nil {
 		return nil, fmt.Errorf("%w: spec is nil", ErrBadSpec)
@@ -128,14 +165,14 @@ func Render(spec *Spec) (*Rendered, error) {
 	}
 
 	var b strings.Builder
-	b.Grow(2048 + len(sites)*(160+len(dir)))
+	b.Grow(4096 + len(sites)*(160+len(dir)))
 	renderWriteBase(&b, dir, httpBind, tlsBind)
 	r := &Rendered{
 		Maps:     make(map[string][]byte, 2),
-		Backends: make(map[string]string, len(sites)+2),
+		Backends: make(map[string]string, len(sites)+2+2*SpareBackends),
 	}
 	baseEnd := b.Len()
-	defaults := renderWriteDefaultBackends(&b)
+	defaults := renderWriteDefaultBackends(&b, tlsBind != "")
 	ends := make([]int, len(sites))
 	for i := range sites {
 		renderWriteSiteBackend(&b, &sites[i])
@@ -410,7 +447,7 @@ func renderWriteBase(b *strings.Builder, dir, httpBind, tlsBind string) {
 	// once both sides are connected, may stay idle longer.
 	b.WriteString("  timeout tunnel 1h\n")
 	b.WriteString("  retries 2\n")
-	b.WriteString("  default-server inter 2s fall 3 rise 2\n")
+	b.WriteString("  default-server " + renderServerDefaults + "\n")
 
 	b.WriteString("\nfrontend " + FrontendHTTP + "\n")
 	b.WriteString("  mode http\n")
@@ -436,19 +473,35 @@ type renderSectionEnd struct {
 	end  int
 }
 
-// renderWriteDefaultBackends writes the backends of unknown hosts and SNIs and
-// returns where each ends. Both are always present, so the frontends and the
-// apply side can count on them.
-func renderWriteDefaultBackends(b *strings.Builder) []renderSectionEnd {
+// renderWriteDefaultBackends writes the spare backends (tcp ones only with a
+// TLS frontend), then the backends of unknown hosts and SNIs, and returns
+// where each ends. They are always present, so the frontends and the apply
+// side can count on them.
+func renderWriteDefaultBackends(b *strings.Builder, tls bool) []renderSectionEnd {
+	ends := make([]renderSectionEnd, 0, 2+2*SpareBackends)
+	modes := []string{ModeHTTP}
+	if tls {
+		modes = append(modes, ModeTCP)
+	}
+	for _, mode := range modes {
+		for i := 0; i < SpareBackends; i++ {
+			name := SpareBackendName(mode, i)
+			b.WriteString("\nbackend " + name + "\n")
+			b.WriteString("  mode " + mode + "\n")
+			b.WriteString("  balance roundrobin\n")
+			ends = append(ends, renderSectionEnd{name, b.Len()})
+		}
+	}
 	b.WriteString("\nbackend " + BackendUnknownHost + "\n")
 	b.WriteString("  mode http\n")
 	b.WriteString("  http-request return status " + strconv.Itoa(UnknownHostStatus) +
 		" content-type text/plain string " + renderQuote(UnknownHostBody) + "\n")
-	e1 := b.Len()
+	ends = append(ends, renderSectionEnd{BackendUnknownHost, b.Len()})
 	b.WriteString("\nbackend " + BackendUnknownSNI + "\n")
 	b.WriteString("  mode tcp\n")
 	b.WriteString("  tcp-request content reject\n")
-	return []renderSectionEnd{{BackendUnknownHost, e1}, {BackendUnknownSNI, b.Len()}}
+	ends = append(ends, renderSectionEnd{BackendUnknownSNI, b.Len()})
+	return ends
 }
 
 func renderWriteSiteBackend(b *strings.Builder, s *renderSite) {

@@ -133,9 +133,11 @@ func renderCheckRendered(t *testing.T, spec *Spec, r *Rendered) {
 	t.Helper()
 	cfg := string(r.Config)
 
-	// Backends: the two defaults plus one per site, each a section of
-	// Config; Config is Base followed by the site backends in order.
-	wantNames := []string{BackendUnknownHost, BackendUnknownSNI}
+	// Backends: the two defaults, the spares, plus one per site, each a
+	// section of Config; Config is Base followed by the site backends in
+	// order.
+	wantNames := renderBaseBackends(spec)
+	inBase := len(wantNames)
 	concat := r.Base
 	for _, s := range spec.Sites {
 		name := BackendName(s.Domain)
@@ -158,9 +160,14 @@ func renderCheckRendered(t *testing.T, spec *Spec, r *Rendered) {
 			t.Errorf("Backends[%s] is not a backend section of Config: %q", name, sec)
 		}
 	}
-	for _, name := range []string{BackendUnknownHost, BackendUnknownSNI} {
+	for _, name := range wantNames[:inBase] {
 		if !strings.Contains(r.Base, r.Backends[name]) {
 			t.Errorf("Base lacks the %s backend", name)
+		}
+	}
+	for _, name := range wantNames[:inBase-2] {
+		if want := "\nbackend " + name + "\n  mode " + strings.Split(strings.TrimPrefix(name, SpareBackendPrefix), "_")[0] + "\n  balance roundrobin\n"; r.Backends[name] != want {
+			t.Errorf("spare backend %s = %q, want %q (empty, round robin)", name, r.Backends[name], want)
 		}
 	}
 	if strings.Contains(r.Base, "\nbackend "+SiteBackendPrefix) {
@@ -198,6 +205,23 @@ func renderCheckRendered(t *testing.T, spec *Spec, r *Rendered) {
 	if len(r.Hash) != 64 {
 		t.Errorf("Hash %q is not a hex SHA-256", r.Hash)
 	}
+}
+
+// renderBaseBackends returns the backends Base holds for spec, in order:
+// SpareBackends http spares and, with a TLS frontend, as many tcp ones, then
+// the two defaults.
+func renderBaseBackends(spec *Spec) []string {
+	var names []string
+	modes := []string{ModeHTTP}
+	if spec.ListenTLS != "" {
+		modes = append(modes, ModeTCP)
+	}
+	for _, mode := range modes {
+		for i := 0; i < SpareBackends; i++ {
+			names = append(names, SpareBackendName(mode, i))
+		}
+	}
+	return append(names, BackendUnknownHost, BackendUnknownSNI)
 }
 
 // renderCheckParsedShape parses cfg with client-native's config-parser, checks
@@ -307,7 +331,7 @@ func renderCheckParsedShape(t *testing.T, spec *Spec, cfg string) {
 	// Backends and their servers.
 	bes, _ := p.SectionsGet(parser.Backends)
 	sort.Strings(bes)
-	wantBE := []string{BackendUnknownHost, BackendUnknownSNI}
+	wantBE := renderBaseBackends(spec)
 	for _, s := range spec.Sites {
 		wantBE = append(wantBE, BackendName(s.Domain))
 	}
@@ -615,6 +639,15 @@ func renderWithConfigParser(spec *Spec) (string, error) {
 	}
 
 	status := int64(UnknownHostStatus)
+	for _, name := range renderBaseBackends(spec) {
+		mode, _, ok := parseSpareName(name)
+		if !ok {
+			continue
+		}
+		do(p.SectionsCreate(parser.Backends, name))
+		do(p.Set(parser.Backends, name, "mode", types.StringC{Value: mode}))
+		do(p.Set(parser.Backends, name, "balance", types.Balance{Algorithm: "roundrobin"}))
+	}
 	do(p.SectionsCreate(parser.Backends, BackendUnknownHost))
 	do(p.Set(parser.Backends, BackendUnknownHost, "mode", types.StringC{Value: "http"}))
 	do(p.Insert(parser.Backends, BackendUnknownHost, "http-request", &httpactions.Return{Status: &status, ContentType: "text/plain", ContentFormat: "string", Content: renderQuote(UnknownHostBody)}))

@@ -50,6 +50,9 @@ func cliExchange(ctx context.Context, sock, command string, timeout time.Duratio
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
+	// A cancelled context ends a read waiting for an answer at once.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
 	if _, err := io.WriteString(conn, command+";quit\n"); err != nil {
 		return "", err
 	}
@@ -230,6 +233,20 @@ func (m *Manager) workerPIDFromStats(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("no Pid in show info: %q", firstLine(out))
 }
 
+// Polling steps while a reload is confirmed: the first polls come quickly
+// (a small configuration loads in a few milliseconds), later ones at
+// pollMaxStep, so a reload is seen at most that long after it completed (a
+// refused connection costs the master nothing).
+const (
+	pollFirstStep = 2 * time.Millisecond
+	pollMaxStep   = 5 * time.Millisecond
+)
+
+// nextStep doubles a polling step up to max.
+func nextStep(d, max time.Duration) time.Duration {
+	return min(2*d, max)
+}
+
 // waitReady waits until the master p serves with a new worker: `show proc`
 // answers with at least wantReloads reloads and no failed reload, a current
 // worker that was not in before, and (when the configuration has the stats
@@ -237,10 +254,16 @@ func (m *Manager) workerPIDFromStats(ctx context.Context) (int, error) {
 // ReloadTimeout, when the master exits, or when the master counts a failed
 // reload. logOffset is where HAProxy's log stood before, to quote its
 // alerts in the error.
+//
+// The master re-executes itself to load the configuration and once more
+// after it forked the new worker (to release the configuration's memory);
+// it answers `show proc` again only then. Waiting for that answer, rather
+// than for the new worker alone, leaves the master ready for the next
+// command or signal when waitReady returns.
 func (m *Manager) waitReady(ctx context.Context, p *masterProc, before procStatus, wantReloads int, logOffset int64, statsSocket bool) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.ReloadTimeout)
 	defer cancel()
-	delay := 2 * time.Millisecond
+	step := pollFirstStep
 	var last error
 	for {
 		if dead, status := p.exited(); dead {
@@ -269,31 +292,29 @@ func (m *Manager) waitReady(ctx context.Context, p *masterProc, before procStatu
 			}
 			last = fmt.Errorf("new worker %d not answering on the stats socket yet (pid %d, %v)", w, pid, err)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if sleepCtx(ctx, step) != nil {
 			return 0, fmt.Errorf("not confirmed within %v: %v%s", m.cfg.ReloadTimeout, last, m.logReason(logOffset))
-		case <-t.C:
 		}
-		if delay < 10*time.Millisecond {
-			delay *= 2
-		}
+		step = nextStep(step, pollMaxStep)
 	}
 }
 
 // reload asks the master to load the configuration files in Dir and waits
-// for the new worker. It returns the new worker's PID.
-func (m *Manager) reload(ctx context.Context, p *masterProc, config []byte) (int, error) {
-	before, err := m.showProc(ctx, 2*time.Second)
-	if err != nil {
-		return 0, err
+// for the new worker. It returns the new worker's PID. before is the
+// master's `show proc` taken since the last reload, or nil to ask for it.
+func (m *Manager) reload(ctx context.Context, p *masterProc, config []byte, before *procStatus) (int, error) {
+	if before == nil {
+		st, err := m.showProc(ctx, 2*time.Second)
+		if err != nil {
+			return 0, err
+		}
+		before = &st
 	}
 	off := m.logSize()
 	if err := m.sendReload(ctx); err != nil {
 		return 0, err
 	}
-	return m.waitReady(ctx, p, before, before.Reloads+1, off, m.hasStatsSocket(config))
+	return m.waitReady(ctx, p, *before, before.Reloads+1, off, m.hasStatsSocket(config))
 }
 
 // hasStatsSocket reports whether a configuration declares the stats socket
@@ -385,12 +406,24 @@ func runtimeCommand(rt nativeruntime.Runtime, command string) (string, error) {
 // default).
 const mapPayloadLimit = 8000
 
-// updateMaps replaces, in the current worker, the entries of every map
-// whose content differs from old, each atomically: `prepare map` opens a new
-// version, `add map @version` fills it, `commit map @version` switches to it
-// in one step, so a request never sees a half-updated map. Maps the running
-// configuration does not use are skipped. HAProxy names a map by the file
-// path the configuration gives; the ids from `show map` are used instead.
+// mapEditLimit is the largest number of entry changes made one by one
+// (`add map`, `set map`, `del map`) in a map; more changes replace the
+// whole map in one step.
+const mapEditLimit = 64
+
+// updateMaps brings, in the current worker, every map whose content differs
+// from old (nil: unknown, every map) to its content in maps. Maps the
+// running configuration does not use are skipped. HAProxy names a map by
+// the file path the configuration gives; the ids from `show map` are used
+// instead.
+//
+// When the Manager knows the worker's maps exactly (it loaded them, or they
+// were last changed through this function) and a map differs in at most
+// mapEditLimit entries of unique keys, those entries are changed one by
+// one: each entry is routed either the old or the new way at every moment.
+// Otherwise the map is replaced atomically: `prepare map` opens a new
+// version, `add map @version` fills it, `commit map @version` switches to
+// it in one step, so a request never sees a half-updated map.
 func (m *Manager) updateMaps(ctx context.Context, maps, old map[string][]byte) (int, error) {
 	names := make([]string, 0, len(maps))
 	for name, data := range maps {
@@ -404,30 +437,243 @@ func (m *Manager) updateMaps(ctx context.Context, maps, old map[string][]byte) (
 	}
 	sort.Strings(names)
 
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rt, err := m.runtimeClient(rctx)
+	m.mu.Lock()
+	exact := m.mapsExact
+	m.mapsExact = false // until the worker holds maps
+	m.mu.Unlock()
+
+	loaded, err := m.showMaps(ctx)
 	if err != nil {
 		return 0, err
 	}
-	loaded, err := rt.ShowMaps()
-	if err != nil {
-		return 0, fmt.Errorf("show map: %w", err)
-	}
+	// client-native's runtime client replaces whole maps; it is started
+	// only if one is.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var rt nativeruntime.Runtime
 	updated := 0
 	for _, name := range names {
 		entries := mapEntries(maps[name])
+		var edits []mapEdit
+		if o, ok := old[name]; ok && exact {
+			edits, ok = mapDiff(mapEntries(o), entries)
+			if !ok || len(edits) > mapEditLimit {
+				edits = nil
+			}
+		}
 		for _, lm := range loaded {
-			if lm == nil || !m.isMapFile(lm.File, name) {
+			if !m.isMapFile(lm.file, name) {
 				continue
 			}
-			if err := replaceMap(rt, "#"+lm.ID, entries); err != nil {
-				return updated, fmt.Errorf("map %s: %w", lm.File, err)
+			ref := "#" + lm.id
+			if edits != nil {
+				err = m.runtimeBatch(ctx, editMapCommands(ref, edits))
+			} else {
+				if rt == nil {
+					if rt, err = m.runtimeClient(rctx); err != nil {
+						return updated, err
+					}
+				}
+				err = replaceMap(rt, ref, entries)
+			}
+			if err != nil {
+				return updated, fmt.Errorf("map %s: %w", lm.file, err)
 			}
 			updated++
 		}
 	}
+	m.mu.Lock()
+	m.mapsExact = true
+	m.mu.Unlock()
 	return updated, nil
+}
+
+// loadedMap is a map of the running worker: its id and the file the
+// configuration names.
+type loadedMap struct {
+	id, file string
+}
+
+// showMaps lists the maps of the running worker (`show map`).
+func (m *Manager) showMaps(ctx context.Context) ([]loadedMap, error) {
+	out, err := cliExchange(ctx, m.p.statsSock, "show map", cliTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("runtime API %s: show map: %w", m.p.statsSock, err)
+	}
+	return parseShowMap(out)
+}
+
+// parseShowMap reads `show map`:
+//
+//	# id (file) description
+//	2 (/var/lib/lumos/haproxy/hosts.map) pattern loaded from file '...' ...
+func parseShowMap(out string) ([]loadedMap, error) {
+	var maps []loadedMap
+	header := false
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "#") {
+			header = true
+			continue
+		}
+		id, rest, ok := strings.Cut(line, " ")
+		if _, err := strconv.ParseUint(id, 10, 64); err != nil || !ok || !strings.HasPrefix(rest, "(") {
+			return nil, fmt.Errorf("show map: unexpected answer %q", firstLine(line))
+		}
+		end := strings.IndexByte(rest, ')')
+		if end < 0 {
+			return nil, fmt.Errorf("show map: unexpected answer %q", firstLine(line))
+		}
+		maps = append(maps, loadedMap{id: id, file: rest[1:end]})
+	}
+	if !header {
+		return nil, fmt.Errorf("show map: unexpected answer %q", firstLine(out))
+	}
+	return maps, nil
+}
+
+// mapEdit is one entry change: del (value ""), set or add.
+type mapEdit struct {
+	op, key, value string
+}
+
+// mapDiff returns the entry changes from old to next: deletions, then
+// changed values, then additions. It reports false when a key repeats in
+// either or a key or value cannot be sent as one word.
+func mapDiff(old, next [][2]string) ([]mapEdit, bool) {
+	word := func(s string) bool {
+		return s != "" && !strings.ContainsAny(s, " \t\r\n;\\'\"#")
+	}
+	before := make(map[string]string, len(old))
+	for _, e := range old {
+		if _, dup := before[e[0]]; dup || !word(e[0]) || !word(e[1]) {
+			return nil, false
+		}
+		before[e[0]] = e[1]
+	}
+	after := make(map[string]string, len(next))
+	for _, e := range next {
+		if _, dup := after[e[0]]; dup || !word(e[0]) || !word(e[1]) {
+			return nil, false
+		}
+		after[e[0]] = e[1]
+	}
+	var dels, sets, adds []mapEdit
+	for _, e := range old {
+		if _, ok := after[e[0]]; !ok {
+			dels = append(dels, mapEdit{op: "del", key: e[0]})
+		}
+	}
+	for _, e := range next {
+		v, ok := before[e[0]]
+		switch {
+		case !ok:
+			adds = append(adds, mapEdit{op: "add", key: e[0], value: e[1]})
+		case v != e[1]:
+			sets = append(sets, mapEdit{op: "set", key: e[0], value: e[1]})
+		}
+	}
+	return append(append(dels, sets...), adds...), true
+}
+
+// editMapCommands returns the runtime API commands of entry changes in a
+// map.
+func editMapCommands(ref string, edits []mapEdit) []string {
+	cmds := make([]string, 0, len(edits))
+	for _, e := range edits {
+		cmd := e.op + " map " + ref + " " + e.key
+		if e.op != "del" {
+			cmd += " " + e.value
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds
+}
+
+// batchLimit bounds the length of one line of commands sent to the stats
+// socket (the CLI reads a line into one buffer, tune.bufsize, 16 kB by
+// default).
+const batchLimit = 8000
+
+// runtimeBatch runs commands on the stats socket, in order, as few lines of
+// ';'-separated commands as batchLimit allows (one connection each), and
+// returns HAProxy's error answers (severity 0 to 3) as an error. HAProxy
+// runs every command of a line even after one fails. No command may hold a
+// ';'.
+func (m *Manager) runtimeBatch(ctx context.Context, cmds []string) error {
+	const prefix = "set severity-output number"
+	var errs []string
+	run := func(line string) error {
+		out, err := cliExchange(ctx, m.p.statsSock, line, cliTimeout)
+		if err != nil {
+			return fmt.Errorf("runtime API %s: %w", m.p.statsSock, err)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			l = strings.TrimSpace(l)
+			if len(l) >= 4 && l[0] == '[' && l[2] == ']' && l[3] == ':' && l[1] >= '0' && l[1] <= '3' {
+				errs = append(errs, strings.TrimSpace(l[4:]))
+			}
+		}
+		return nil
+	}
+	line := prefix
+	for _, c := range cmds {
+		if strings.ContainsRune(c, ';') {
+			return fmt.Errorf("runtime API: command %q holds ';'", c)
+		}
+		if len(line)+1+len(c) > batchLimit && line != prefix {
+			if err := run(line); err != nil {
+				return err
+			}
+			line = prefix
+		}
+		line += ";" + c
+	}
+	if line != prefix {
+		if err := run(line); err != nil {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		if len(errs) > 3 {
+			errs = append(errs[:3], "...")
+		}
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// fillSpares serves new sites from spare backends: each site's servers are
+// added to its spare backend as its section declares them, with the
+// health-check settings of default-server and health checks enabled, then
+// taken out of the maintenance mode HAProxy adds them in. No map entry
+// names the spare backends yet: nothing routes to them before the maps
+// change.
+func (m *Manager) fillSpares(ctx context.Context, fills []spareFill) error {
+	var cmds []string
+	for _, f := range fills {
+		for _, s := range f.servers {
+			cmd := "add server " + f.spare + "/" + s.name + " " + s.addr
+			if s.check {
+				cmd += " check " + renderServerDefaults
+			}
+			cmds = append(cmds, cmd)
+		}
+		for _, s := range f.servers {
+			srv := f.spare + "/" + s.name
+			if s.check {
+				cmds = append(cmds, "enable health "+srv)
+			}
+			cmds = append(cmds, "enable server "+srv)
+		}
+	}
+	if err := m.runtimeBatch(ctx, cmds); err != nil {
+		return fmt.Errorf("fill spare backends: %w", err)
+	}
+	return nil
 }
 
 // isMapFile reports whether the file name HAProxy shows for a map is the map

@@ -40,7 +40,8 @@ type statSample struct {
 }
 
 // Stats returns the traffic of every site backend HAProxy serves, sorted by
-// backend name (the caller maps backends to domains: render names them).
+// backend name (the caller maps backends to domains: render names them). A
+// site served from a spare backend is reported under its own backend name.
 // It reads `show stat` for backends and servers through the runtime API on
 // the stats socket. Returns ErrNotRunning when HAProxy is not up.
 func (m *Manager) Stats(ctx context.Context) ([]SiteStats, error) {
@@ -50,6 +51,11 @@ func (m *Manager) Stats(ctx context.Context) ([]SiteStats, error) {
 	m.mu.Lock()
 	known := m.serving.Hash != ""
 	sites := m.serving.Sites
+	// Sites served from spare backends report under their own name.
+	fromSpare := make(map[string]string, len(m.serving.Spares))
+	for site, spare := range m.serving.Spares {
+		fromSpare[spare] = site
+	}
 	m.mu.Unlock()
 
 	rctx, cancel := context.WithCancel(ctx)
@@ -68,8 +74,16 @@ func (m *Manager) Stats(ctx context.Context) ([]SiteStats, error) {
 	if err != nil {
 		return nil, err
 	}
+	for spare, site := range fromSpare {
+		if b, ok := all[spare]; ok {
+			b.stats.Backend = site
+			all[site] = b
+		}
+	}
 
-	want := func(name string) bool { return !strings.HasPrefix(name, "<") }
+	want := func(name string) bool {
+		return !strings.HasPrefix(name, "<") && !strings.HasPrefix(name, SpareBackendPrefix)
+	}
 	if known {
 		set := make(map[string]bool, len(sites))
 		for _, s := range sites {

@@ -35,14 +35,14 @@ type Rendered struct {
 	Maps map[string][]byte
 	// Backends holds each backend section's text by backend name; Config
 	// contains exactly these sections. The sites' backends are named
-	// BackendName(domain); BackendUnknownHost and BackendUnknownSNI are
-	// always there. Each text starts with the blank line before its
-	// section, so Config is exactly Base followed by the sites' backends
-	// in Spec.Sites order.
+	// BackendName(domain); BackendUnknownHost, BackendUnknownSNI and the
+	// spare backends (SpareBackendName) are always there. Each text
+	// starts with the blank line before its section, so Config is exactly
+	// Base followed by the sites' backends in Spec.Sites order.
 	Backends map[string]string
 	// Base is Config without the backend sections of sites (it keeps
-	// the two default backends); two renders with the same Base differ
-	// only in backends and map entries.
+	// the default and spare backends); two renders with the same Base
+	// differ only in backends and map entries.
 	Base string
 	// Hash identifies the whole rendering (config and maps).
 	Hash string
