@@ -37,13 +37,35 @@ func newForwardTransport() *http.Transport {
 // Authorization) to the leader and relays its answer. A request that was
 // already forwarded once is refused, so requests never loop between nodes
 // that disagree about the leader.
+// leaderWait bounds how long a follower waits for a leader to be known
+// before it answers that none is: an election on a LAN takes about a
+// second, and a client is better served by a short wait than by an error.
+const leaderWait = 3 * time.Second
+
+// waitLeader returns the leader's API address, waiting up to leaderWait
+// while no leader is known.
+func (s *server) waitLeader(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		leader, err := s.b.LeaderAPI()
+		if (err == nil && leader != "") || time.Now().After(deadline) {
+			return leader, err
+		}
+		select {
+		case <-ctx.Done():
+			return leader, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func (s *server) forward(w http.ResponseWriter, r *http.Request) {
 	node := s.b.NodeName()
 	if by := r.Header.Get(HeaderForwarded); by != "" {
 		writeError(w, &state.Error{Code: state.CodeNotLeader, Message: fmt.Sprintf("node %s got a request forwarded by %s but is not the leader: leadership is changing, retry", node, by)})
 		return
 	}
-	leader, err := s.b.LeaderAPI()
+	leader, err := s.waitLeader(r.Context())
 	if err != nil || leader == "" {
 		reason := "no leader is known: an election may be in progress, or a majority of control nodes is down"
 		if err != nil && !errors.Is(err, ErrNoLeader) {
