@@ -25,7 +25,7 @@ import (
 )
 
 // shieldMemoryLimit is the Go runtime's soft memory limit on a shield.
-const shieldMemoryLimit = 80 << 20
+const shieldMemoryLimit = 60 << 20
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
