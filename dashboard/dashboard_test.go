@@ -300,7 +300,7 @@ func TestDomains(t *testing.T) {
 		"failed over", "DNS points at <b>edge-fra</b> instead of the primary <b>&lt;script&gt;alert(1)&lt;/script&gt;</b>",
 		"10.0.0.5:8080", "10.0.0.6:8080", "builtin",
 		"A 203.0.113.10", "ttl 30", // the desired record: the backup's IP with the failover TTL
-		"300 s", "30 s while failed over", "never", "pending",
+		"300 s", "30 s while failed over",
 		"failover triggered",
 	)
 	// Servers in order, the primary and the active one marked.
@@ -314,6 +314,10 @@ func TestDomains(t *testing.T) {
 	if rows[1][1] == "" || !strings.Contains(rows[1][0], fraID) || !strings.Contains(rows[1][0], "backup") || !strings.Contains(rows[1][0], ">active<") {
 		t.Errorf("second row is not the active backup: %s", rows[1][0])
 	}
+
+	shopPage := get(t, h, "/ui/domains/shop.example.com")
+	mustContain(t, "builtin domain", shopPage.body, "served by the control nodes from the replicated state", `<span class="tag ok">yes</span>`)
+	mustNotContain(t, "builtin domain", shopPage.body, "not yet confirmed", ">pending<")
 
 	blog := get(t, h, "/ui/domains/blog.example.org")
 	mustContain(t, "synced domain", blog.body, "cloudflare", "A 203.0.113.10", "ttl 120", `<span class="tag ok">yes</span>`, "tcp")

@@ -269,6 +269,7 @@ type domainView struct {
 	Desired      *recordView
 	Synced       *recordView
 	InSync       bool
+	Builtin      bool   // the built-in DNS serves the desired record directly
 	ActiveState  string // status of the active server
 	Events       []eventView
 }
@@ -301,7 +302,10 @@ func (v *viewCtx) domain(d *state.Domain, detail bool) domainView {
 	// The records are copied: the view must hold no pointer into the state.
 	if rec := info.Record; rec != nil {
 		out.Desired = &recordView{Provider: rec.Provider, IP: rec.IP, TTL: rec.TTL, At: when{Zero: true}}
-		out.InSync = info.DNSSynced.Same(rec)
+		// The built-in DNS answers from the replicated state itself: what
+		// is committed is what it serves.
+		out.Builtin = rec.Provider == state.DNSBuiltin
+		out.InSync = out.Builtin || info.DNSSynced.Same(rec)
 	}
 	if rec := info.DNSSynced; rec != nil {
 		out.Synced = &recordView{Provider: rec.Provider, IP: rec.IP, TTL: rec.TTL, At: mkWhen(v.now, rec.At)}
