@@ -411,20 +411,12 @@ func startBenchCluster(b *testing.B, shields int, env ...string) *Cluster {
 // leaderAddr returns the API address of the leader.
 func (c *Cluster) leaderAddr() string {
 	c.t.Helper()
-	var addr string
-	eventually(c.t, 15*time.Second, "a leader is known", func() error {
-		var st statusJSON
-		if _, err := c.tryJSON(&st, "status"); err != nil {
-			return err
-		}
-		i, err := strconv.Atoi(strings.TrimPrefix(st.Leader, "c"))
-		if err != nil || i < 1 || i > controlNodes {
-			return fmt.Errorf("leader %q", st.Leader)
-		}
-		addr = fmt.Sprintf("http://%s:%d", controlIP(i), c.BasePort+2)
-		return nil
-	})
-	return addr
+	name := c.leaderName(c.t)
+	i, err := strconv.Atoi(strings.TrimPrefix(name, "c"))
+	if err != nil || i < 1 || i > controlNodes {
+		c.t.Fatalf("leader %q is not a control node", name)
+	}
+	return fmt.Sprintf("http://%s:%d", controlIP(i), c.BasePort+2)
 }
 
 // haproxyRSS returns the VmRSS, in bytes, of a shield's HAProxy master and

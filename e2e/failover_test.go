@@ -128,15 +128,12 @@ func (c *Cluster) leaderName(t testing.TB) string {
 	t.Helper()
 	var name string
 	eventually(t, 30*time.Second, "a leader", func() error {
-		r := c.Lumos("status", "--output", "json")
-		if r.Code != 0 {
-			return errors.New(r.String())
+		var st statusJSON
+		if _, err := c.tryJSON(&st, "status"); err != nil {
+			return err
 		}
-		var st struct {
-			Leader string `json:"leader"`
-		}
-		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil || st.Leader == "" {
-			return fmt.Errorf("no leader in %q", r.Stdout)
+		if st.Leader == "" {
+			return errors.New("no leader yet")
 		}
 		name = st.Leader
 		return nil
@@ -161,11 +158,6 @@ func (c *Cluster) domainEvents(t testing.TB, domain, typ string) int {
 		}
 	}
 	return n
-}
-
-func controlIndex(name string) int {
-	i, _ := strconv.Atoi(strings.TrimPrefix(name, "c"))
-	return i
 }
 
 // TestFailoverBuiltinDNS: kill -9 of the primary shield switches the
