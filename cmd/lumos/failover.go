@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/mail"
 	"os"
 	"strings"
 	"time"
@@ -122,9 +121,6 @@ func (f *failoverFlags) apply(cfg *node.Config) error {
 			sc.Password = p
 		}
 		for _, to := range f.notifyEmails {
-			if _, err := mail.ParseAddress(to); err != nil {
-				return fmt.Errorf("--notify-email %q: %w", to, err)
-			}
 			t, err := notify.NewEmail(sc, to)
 			if err != nil {
 				return fmt.Errorf("--notify-email: %w", err)
